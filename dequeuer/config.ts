@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { brokerEnvShape, envInt, parseEnv, readTls } from '../shared/config/env.ts';
+import { deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
+
+const dequeuerEnvShape = {
+  ...brokerEnvShape,
+  /** HTTP port for /healthz, /readyz, /metrics. @default 8090 */
+  PORT: envInt(0, 65535, 8090),
+  /** HTTP bind address. @default 0.0.0.0 */
+  HOST: z.string().default('0.0.0.0'),
+  /** How long a stop waits for in-flight deliveries before handing them back (ms). @default 15000 */
+  SHUTDOWN_GRACE_MS: envInt(0, 600_000, 15_000),
+  /** Publish confirm timeout for events and retry copies (ms). @default 5000 */
+  PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),
+  /** Only consume these services (comma-separated); default all. */
+  CONSUME_SERVICES: z.string().optional(),
+};
+
+/** Everything the dequeuer reads, validated and frozen. */
+export interface DequeuerConfig {
+  port: number;
+  host: string;
+  rabbitmqUrl: string;
+  prefix: string;
+  heartbeatS: number;
+  topologyMode: 'assert' | 'passive';
+  delayUnitMs: number;
+  tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
+  logLevel: string;
+  services: Services;
+  /** Services this process consumes. */
+  consume: readonly string[];
+  shutdownGraceMs: number;
+  publishTimeoutMs: number;
+}
+
+export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
+  const e = parseEnv(dequeuerEnvShape, env, 'dequeuer environment');
+  const services = loadServices(env);
+  const consume = e.CONSUME_SERVICES ? e.CONSUME_SERVICES.split(',').map((s) => s.trim()).filter(Boolean) : Object.keys(services);
+  const unknown = consume.filter((s) => !services[s]);
+  if (unknown.length) throw new Error(`CONSUME_SERVICES names unknown services: ${unknown.join(', ')}`);
+  return deepFreeze({
+    port: e.PORT,
+    host: e.HOST,
+    rabbitmqUrl: e.RABBITMQ_URL,
+    prefix: e.GW_PREFIX,
+    heartbeatS: e.HEARTBEAT_S,
+    topologyMode: e.TOPOLOGY_MODE,
+    delayUnitMs: e.DELAY_UNIT_MS,
+    tls: readTls(e),
+    logLevel: e.LOG_LEVEL,
+    services,
+    consume,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
+  });
+}

@@ -1,0 +1,228 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Channel } from 'amqplib';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
+import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
+import type { Lifecycle, State } from '../shared/lifecycle.ts';
+import { createRegistry } from '../shared/metrics.ts';
+import { assertTopology } from '../shared/topology/assert.ts';
+import { buildTopology, type Topology } from '../shared/topology/topology.ts';
+import type { DequeuerConfig } from './config.ts';
+import { Downstream, type BreakerState } from './downstream.ts';
+import { createDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
+import { QueueConsumer } from './queue-consumer.ts';
+import { createRpcHandler } from './rpc-handler.ts';
+
+const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+export interface DequeuerOptions {
+  logger: Logger;
+  registry?: Registry;
+}
+
+/**
+ * The dequeuer process. Two AMQP connections: one consumes, one publishes (replies, events, retry
+ * copies), so a broker alarm that blocks publishers never stalls acks.
+ */
+export class Dequeuer implements Lifecycle {
+  readonly config: DequeuerConfig;
+  readonly topology: Topology;
+  readonly registry: Registry;
+  readonly metrics: DequeuerMetrics;
+  readonly downstreams = new Map<string, Downstream>();
+  #logger: Logger;
+  #consumeConn: BrokerConnection;
+  #publishConn: BrokerConnection;
+  #replyChannel: Channel | undefined;
+  #consumers: QueueConsumer[] = [];
+  #server: Server | undefined;
+  #state: State = 'idle';
+  #stopping: Promise<void> | undefined;
+
+  constructor(config: DequeuerConfig, options: DequeuerOptions) {
+    this.config = config;
+    this.#logger = options.logger.child({ component: 'dequeuer' });
+    this.registry = options.registry ?? createRegistry({ app: 'dequeuer' });
+    this.metrics = createDequeuerMetrics(this.registry);
+    this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
+    const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
+
+    for (const service of config.consume) {
+      const downstream = new Downstream(service, config.services[service]!, {
+        onBreakerState: (svc, state, retryAfterS) => this.#onBreakerState(svc, state, retryAfterS),
+      });
+      this.downstreams.set(service, downstream);
+      this.metrics.breakerState.set({ service }, 0);
+      const logger = this.#logger.child({ service });
+      this.#consumers.push(
+        new QueueConsumer({
+          queue: this.topology.names.rpcQueue(service),
+          prefetch: config.services[service]!.rpc.prefetch,
+          logger,
+          onHandlerError: (err) => this.#onHandlerError(err),
+          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
+        }),
+      );
+    }
+
+    this.#publishConn = new BrokerConnection({
+      ...common,
+      role: 'dequeuer-publish',
+      setup: async (connection) => {
+        const channel = await connection.createChannel();
+        channel.on('error', (err: Error) => this.#logger.warn({ err }, 'reply channel error'));
+        channel.on('close', () => {
+          if (this.#replyChannel === channel) this.#replyChannel = undefined;
+        });
+        this.#replyChannel = channel;
+      },
+    });
+    this.#consumeConn = new BrokerConnection({
+      ...common,
+      role: 'dequeuer-consume',
+      setup: async (connection) => {
+        await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
+        for (const c of this.#consumers) await c.attach(connection);
+      },
+    });
+    for (const conn of [this.#publishConn, this.#consumeConn]) {
+      const role = conn.role;
+      conn.on('up', () => this.metrics.brokerConnected.set({ role }, 1));
+      conn.on('down', () => this.metrics.brokerConnected.set({ role }, 0));
+      conn.on('reconnecting', () => this.metrics.brokerReconnects.inc({ role }));
+      conn.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
+      conn.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
+      conn.on('handler-error', (err: unknown) => this.#onHandlerError(err));
+      this.metrics.brokerConnected.set({ role }, 0);
+    }
+    this.#consumeConn.on('down', () => {
+      for (const c of this.#consumers) c.detach();
+    });
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  get port(): number {
+    return (this.#server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  #onHandlerError(err: unknown): void {
+    this.metrics.unhandledErrors.inc();
+    this.#logger.error({ err }, 'unexpected error while handling a delivery');
+  }
+
+  #onBreakerState(service: string, state: BreakerState, retryAfterS: number): void {
+    this.metrics.breakerState.set({ service }, BREAKER_GAUGE[state]);
+    this.metrics.breakerTransitions.inc({ service, to: state });
+    this.#logger.warn({ service, breaker: state, retryAfterS }, 'circuit breaker state changed');
+  }
+
+  #sendReply(replyTo: string, correlationId: string, reply: ReplyEnvelope): void {
+    const channel = this.#replyChannel;
+    if (!channel) {
+      this.#logger.warn({ correlationId }, 'reply dropped: publish connection down');
+      return;
+    }
+    try {
+      channel.publish('', replyTo, reply.body, encodeReply(correlationId, reply));
+    } catch (err) {
+      this.#logger.warn({ err, correlationId }, 'reply dropped: publish failed');
+    }
+  }
+
+  readiness(): { ready: boolean; checks: Record<string, boolean | string> } {
+    const consuming = this.#consumers.every((c) => c.consuming || c.paused);
+    const checks: Record<string, boolean | string> = {
+      state: this.#state,
+      consumeConnection: this.#consumeConn.state === 'connected' ? true : (this.#consumeConn.lastError ?? this.#consumeConn.state),
+      publishConnection: this.#publishConn.state === 'connected' ? true : (this.#publishConn.lastError ?? this.#publishConn.state),
+      consumers: consuming,
+    };
+    const ready = this.#state === 'running' && this.#consumeConn.state === 'connected' && this.#publishConn.state === 'connected' && consuming;
+    return { ready, checks };
+  }
+
+  async start(): Promise<void> {
+    if (this.#state !== 'idle') throw new Error(`cannot start from state ${this.#state}`);
+    this.#setState('starting');
+    this.#server = createServer((req, res) => {
+      void this.#serveHttp(req.url ?? '/', res);
+    });
+    this.#publishConn.start();
+    this.#consumeConn.start();
+    await new Promise<void>((resolve, reject) => {
+      this.#server!.once('error', reject);
+      this.#server!.listen(this.config.port, this.config.host, () => resolve());
+    });
+    this.#setState('running');
+    this.#logger.info({ port: this.port, services: this.config.consume }, 'dequeuer started');
+  }
+
+  async #serveHttp(url: string, res: import('node:http').ServerResponse): Promise<void> {
+    try {
+      if (url === '/healthz') {
+        res.setHeader('content-type', 'application/json');
+        res.end('{"status":"ok"}');
+      } else if (url === '/readyz') {
+        const r = this.readiness();
+        res.statusCode = r.ready ? 200 : 503;
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks }));
+      } else if (url === '/metrics') {
+        res.setHeader('content-type', this.registry.contentType);
+        res.end(await this.registry.metrics());
+      } else {
+        res.statusCode = 404;
+        res.setHeader('content-type', 'application/problem+json');
+        res.end(JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404 }));
+      }
+    } catch (err) {
+      this.#logger.error({ err }, 'health endpoint failed');
+      res.statusCode = 500;
+      res.end();
+    }
+  }
+
+  /** Resolves once both connections are up and consumers are attached. */
+  async waitUntilReady(timeoutMs = 30_000): Promise<void> {
+    await Promise.all([this.#consumeConn.waitUntilUp(timeoutMs), this.#publishConn.waitUntilUp(timeoutMs)]);
+  }
+
+  /** Stop consuming, let in-flight deliveries finish (bounded), hand back the rest, close. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    this.#setState('draining');
+    await Promise.all(this.#consumers.map((c) => c.pause()));
+    const drained = await Promise.all(this.#consumers.map((c) => c.idle(this.config.shutdownGraceMs)));
+    if (drained.includes(false)) this.#logger.warn('shutdown grace over: unfinished deliveries go back to their queues');
+    const errors: unknown[] = [];
+    const steps: Array<() => Promise<unknown>> = [
+      ...this.#consumers.map((c) => () => c.close()),
+      () => this.#consumeConn.close(),
+      () => this.#publishConn.close(),
+      ...[...this.downstreams.values()].map((d) => () => d.close()),
+      () =>
+        new Promise<void>((resolve) => {
+          if (!this.#server) return resolve();
+          this.#server.close(() => resolve());
+          this.#server.closeAllConnections();
+        }),
+    ];
+    for (const step of steps) await step().catch((err: unknown) => errors.push(err));
+    this.#setState(errors.length ? 'failed' : 'stopped');
+    if (errors.length) throw new AggregateError(errors, 'dequeuer stop failed');
+  }
+
+  #setState(state: State): void {
+    this.#state = state;
+    this.#logger.info({ state }, 'dequeuer state changed');
+  }
+}

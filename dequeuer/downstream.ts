@@ -1,0 +1,157 @@
+import CircuitBreaker from 'opossum';
+import { Pool } from 'undici';
+import type { ServiceConfig } from '../shared/config/services.ts';
+import type { RequestEnvelope } from '../shared/envelope.ts';
+
+/** What the downstream answered. */
+export interface DownstreamResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** Why a downstream call produced no usable response. */
+export type DownstreamFailure = 'timeout' | 'network' | 'breaker_open' | 'server_error' | 'bad_response';
+
+export class DownstreamError extends Error {
+  readonly kind: DownstreamFailure;
+  /** The downstream's own answer for `server_error` (a 5xx is still a response). */
+  readonly response: DownstreamResponse | undefined;
+  /** For `breaker_open`: seconds until the breaker lets a probe through. */
+  readonly retryAfterS: number | undefined;
+  constructor(kind: DownstreamFailure, message: string, extra: { response?: DownstreamResponse; retryAfterS?: number; cause?: unknown } = {}) {
+    super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
+    this.name = 'DownstreamError';
+    this.kind = kind;
+    this.response = extra.response;
+    this.retryAfterS = extra.retryAfterS;
+  }
+}
+
+export type BreakerState = 'closed' | 'half-open' | 'open';
+
+export interface DownstreamEvents {
+  onBreakerState?: (service: string, state: BreakerState, retryAfterS: number) => void;
+}
+
+/**
+ * One downstream service: an undici pool on its fixed origin, wrapped in an opossum breaker. The
+ * per-call timeout is the caller's (the message's remaining deadline), so opossum's own timeout is
+ * off; 5xx, timeouts and network errors count as failures, 4xx do not.
+ */
+export class Downstream {
+  readonly service: string;
+  readonly config: Readonly<ServiceConfig>;
+  readonly breaker: CircuitBreaker<[RequestEnvelope, number], DownstreamResponse>;
+  #pool: Pool;
+  #basePath: string;
+  #openedAt = 0;
+
+  constructor(service: string, config: Readonly<ServiceConfig>, events: DownstreamEvents = {}) {
+    this.service = service;
+    this.config = config;
+    const url = new URL(config.url);
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.#pool = new Pool(url.origin, { connections: config.connections, keepAliveTimeout: 10_000 });
+    this.breaker = new CircuitBreaker((env: RequestEnvelope, timeoutMs: number) => this.#request(env, timeoutMs), {
+      timeout: false,
+      volumeThreshold: config.breaker.volumeThreshold,
+      errorThresholdPercentage: config.breaker.errorThresholdPercentage,
+      resetTimeout: config.breaker.resetTimeoutMs,
+      rollingCountTimeout: config.breaker.rollingWindowMs,
+      name: service,
+    });
+    const emit = (state: BreakerState): void => events.onBreakerState?.(service, state, this.retryAfterS());
+    this.breaker.on('open', () => {
+      this.#openedAt = Date.now();
+      emit('open');
+    });
+    this.breaker.on('halfOpen', () => emit('half-open'));
+    this.breaker.on('close', () => emit('closed'));
+  }
+
+  get state(): BreakerState {
+    return this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'half-open' : 'closed';
+  }
+
+  /** Seconds until an open breaker lets a probe through (at least 1). */
+  retryAfterS(): number {
+    const left = this.#openedAt + this.config.breaker.resetTimeoutMs - Date.now();
+    return Math.max(1, Math.ceil(left / 1000));
+  }
+
+  /** Calls the downstream through the breaker; resolves with any non-5xx response. */
+  async call(env: RequestEnvelope, timeoutMs: number): Promise<DownstreamResponse> {
+    try {
+      return await this.breaker.fire(env, timeoutMs);
+    } catch (err) {
+      if (err instanceof DownstreamError) throw err;
+      if ((err as { code?: string }).code === 'EOPENBREAKER') {
+        throw new DownstreamError('breaker_open', `circuit open for ${this.service}`, { retryAfterS: this.retryAfterS() });
+      }
+      throw new DownstreamError('network', (err as Error).message, { cause: err });
+    }
+  }
+
+  async #request(env: RequestEnvelope, timeoutMs: number): Promise<DownstreamResponse> {
+    const headers: Record<string, string> = { ...env.headers, 'idempotency-key': env.jobId, 'x-request-id': env.requestId };
+    if (env.traceparent) headers.traceparent = env.traceparent;
+    if (env.tracestate) headers.tracestate = env.tracestate;
+    const path = this.#basePath + env.path + (env.query ? `?${env.query}` : '');
+    const signal = AbortSignal.timeout(timeoutMs);
+    let res;
+    try {
+      res = await this.#pool.request({
+        method: env.method as 'GET',
+        path,
+        headers,
+        body: env.body.length > 0 ? env.body : null,
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw new DownstreamError('timeout', `no response within ${timeoutMs} ms`, { cause: err });
+      throw new DownstreamError('network', (err as Error).message, { cause: err });
+    }
+    const body = await this.#readBody(res.body, signal, timeoutMs);
+    if (res.statusCode < 200 || res.statusCode > 599) {
+      throw new DownstreamError('bad_response', `status ${res.statusCode}`);
+    }
+    const response: DownstreamResponse = { status: res.statusCode, headers: pickResponseHeaders(res.headers, this.config.forwardResponseHeaders), body };
+    if (res.statusCode >= 500) throw new DownstreamError('server_error', `downstream answered ${res.statusCode}`, { response });
+    return response;
+  }
+
+  async #readBody(stream: AsyncIterable<Buffer> & { destroy(): void }, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of stream) {
+        size += chunk.length;
+        if (size > this.config.maxResponseBytes) {
+          stream.destroy();
+          throw new DownstreamError('bad_response', `response body over ${this.config.maxResponseBytes} bytes`);
+        }
+        chunks.push(chunk);
+      }
+    } catch (err) {
+      if (err instanceof DownstreamError) throw err;
+      if (signal.aborted) throw new DownstreamError('timeout', `response body not complete within ${timeoutMs} ms`, { cause: err });
+      throw new DownstreamError('network', `response body failed: ${(err as Error).message}`, { cause: err });
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  async close(): Promise<void> {
+    this.breaker.shutdown();
+    await this.#pool.close();
+  }
+}
+
+function pickResponseHeaders(headers: Record<string, string | string[] | undefined>, allow: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of allow) {
+    const v = headers[name];
+    if (v !== undefined) out[name] = Array.isArray(v) ? v.join(', ') : v;
+  }
+  return out;
+}

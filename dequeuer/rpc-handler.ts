@@ -1,0 +1,105 @@
+import type { ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { decodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../shared/envelope.ts';
+import type { ErrorCode } from '../shared/errors.ts';
+import { DownstreamError, type Downstream, type DownstreamFailure } from './downstream.ts';
+import type { DequeuerMetrics } from './metrics.ts';
+import type { Disposition } from './queue-consumer.ts';
+
+/** Sends a reply on direct reply-to; best effort (replies are at-most-once by design). */
+export type ReplySender = (replyTo: string, correlationId: string, reply: ReplyEnvelope) => void;
+
+export interface RpcHandlerDeps {
+  downstream: Downstream;
+  reply: ReplySender;
+  metrics: DequeuerMetrics;
+  logger: Logger;
+}
+
+const FAILURE_CODE: Record<DownstreamFailure, ErrorCode> = {
+  timeout: 'GW_ERR_DOWNSTREAM_TIMEOUT',
+  network: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
+  breaker_open: 'GW_ERR_BREAKER_OPEN',
+  server_error: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
+  bad_response: 'GW_ERR_DOWNSTREAM_BAD_RESPONSE',
+};
+
+/** Outcome label of a downstream call for metrics. */
+export function outcomeLabel(status: number | undefined, failure?: DownstreamFailure): string {
+  if (failure === 'timeout') return 'timeout';
+  if (failure === 'breaker_open') return 'breaker_open';
+  if (failure === 'network' || failure === 'bad_response') return 'network_error';
+  if (status !== undefined && status >= 500) return 'server_error';
+  if (status !== undefined && status >= 400) return 'client_error';
+  return 'success';
+}
+
+/** Turns a failed call into the reply the waiting client gets. */
+export function failureReply(err: DownstreamError): ReplyEnvelope {
+  if (err.kind === 'server_error' && err.response) return err.response;
+  return {
+    status: 0,
+    headers: {},
+    body: Buffer.alloc(0),
+    error: { code: FAILURE_CODE[err.kind], detail: err.message, ...(err.retryAfterS === undefined ? {} : { retryAfterS: err.retryAfterS }) },
+  };
+}
+
+/**
+ * Handles one sync request: skip it if its deadline passed (nobody waits any more), else call the
+ * downstream with a timeout no longer than the remaining deadline and reply. Always acks: a sync
+ * request is tried once and its outcome goes to the waiting client, never to a DLQ.
+ */
+export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) => Promise<Disposition> {
+  const { downstream, metrics, logger } = deps;
+  const service = downstream.service;
+  const consumed = metrics.consumed.labels(service, 'rpc');
+  const wait = metrics.queueWait.labels(service, 'rpc');
+  const inflight = metrics.inflight.labels(service, 'rpc');
+  const expired = metrics.expired.labels(service);
+  const duration = metrics.downstreamDuration.labels(service);
+
+  return async (msg) => {
+    consumed.inc();
+    const replyTo = msg.properties.replyTo as string | undefined;
+    const correlationId = (msg.properties.correlationId ?? msg.properties.messageId) as string | undefined;
+    let env: RequestEnvelope;
+    try {
+      env = decodeRequest(msg);
+    } catch (err) {
+      logger.warn({ err, service, messageId: msg.properties.messageId }, 'undecodable sync request dropped');
+      if (replyTo && correlationId) {
+        deps.reply(replyTo, correlationId, { status: 0, headers: {}, body: Buffer.alloc(0), error: { code: 'GW_ERR_BAD_REQUEST', detail: 'undecodable request message' } });
+      }
+      return 'ack';
+    }
+    const now = Date.now();
+    wait.observe(Math.max(0, now - env.enqueuedAt) / 1000);
+    const remainingMs = (env.deadline ?? now + downstream.config.timeoutMs) - now;
+    if (remainingMs <= 0) {
+      expired.inc();
+      logger.debug({ service, jobId: env.jobId, requestId: env.requestId }, 'sync request expired before processing');
+      return 'ack';
+    }
+    inflight.inc();
+    const started = process.hrtime.bigint();
+    let reply: ReplyEnvelope;
+    try {
+      const res = await downstream.call(env, Math.min(downstream.config.timeoutMs, remainingMs));
+      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(res.status) });
+      reply = res;
+    } catch (err) {
+      const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
+      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(de.response?.status, de.kind === 'server_error' ? undefined : de.kind) });
+      if (de.kind !== 'server_error' && de.kind !== 'breaker_open') {
+        logger.warn({ service, jobId: env.jobId, requestId: env.requestId, traceparent: env.traceparent, failure: de.kind, err: de.message }, 'downstream call failed');
+      }
+      reply = failureReply(de);
+    } finally {
+      if (downstream.state !== 'open') duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      inflight.dec();
+    }
+    if (replyTo) deps.reply(replyTo, env.jobId, reply);
+    return 'ack';
+  };
+}

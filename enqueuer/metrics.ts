@@ -1,0 +1,57 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { createCommonMetrics, type CommonMetrics } from '../shared/metrics.ts';
+
+/** The enqueuer's metrics, declared together on an injected registry. */
+export interface EnqueuerMetrics extends CommonMetrics {
+  httpRequests: Counter<'route' | 'method' | 'status'>;
+  httpDuration: Histogram<'route' | 'method' | 'status'>;
+  publishes: Counter<'kind' | 'outcome'>;
+  publishPending: Gauge;
+  correlationInflight: Gauge;
+  replyTimeouts: Counter<'service'>;
+  lateReplies: Counter;
+  syncInflight: Gauge<'service'>;
+  jobsAccepted: Counter<'service'>;
+}
+
+/** Live values read at scrape time. */
+export interface GaugeSources {
+  publishPending: () => number;
+  correlationInflight: () => number;
+}
+
+export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources): EnqueuerMetrics {
+  const registers = [registry];
+  return {
+    ...createCommonMetrics(registry),
+    httpRequests: new Counter({ name: 'gw_http_requests_total', help: 'HTTP requests answered', labelNames: ['route', 'method', 'status'], registers }),
+    httpDuration: new Histogram({
+      name: 'gw_http_request_duration_seconds',
+      help: 'HTTP request latency',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    publishes: new Counter({ name: 'gw_publish_total', help: 'Publishes by kind and outcome (confirmed is the only success)', labelNames: ['kind', 'outcome'], registers }),
+    publishPending: new Gauge({
+      name: 'gw_publish_pending',
+      help: 'Publishes waiting for a broker confirm',
+      registers,
+      collect() {
+        this.set(sources.publishPending());
+      },
+    }),
+    correlationInflight: new Gauge({
+      name: 'gw_reply_correlation_inflight',
+      help: 'Sync requests waiting for a reply (correlation map size)',
+      registers,
+      collect() {
+        this.set(sources.correlationInflight());
+      },
+    }),
+    replyTimeouts: new Counter({ name: 'gw_reply_timeouts_total', help: 'Sync requests answered 504 because no reply came within the wait', labelNames: ['service'], registers }),
+    lateReplies: new Counter({ name: 'gw_replies_late_total', help: 'Replies that arrived after their request had ended', registers }),
+    syncInflight: new Gauge({ name: 'gw_sync_inflight', help: 'Sync requests in flight', labelNames: ['service'], registers }),
+    jobsAccepted: new Counter({ name: 'gw_jobs_accepted_total', help: 'Async jobs confirmed by the broker and answered 202', labelNames: ['service'], registers }),
+  };
+}

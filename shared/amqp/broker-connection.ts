@@ -1,0 +1,216 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { connect, type ChannelModel } from 'amqplib';
+import type { Logger } from 'pino';
+import { fullJitterDelayMs } from '../backoff.ts';
+
+export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface BrokerConnectionOptions {
+  /** `amqp://` or `amqps://` URL (credentials URL-encoded). */
+  url: string;
+  /** Role shown in the management UI as `<role>@<host>` and used in metrics. */
+  role: string;
+  /** Heartbeat (s); 5–20 s detects a dead peer quickly without false positives. @default 10 */
+  heartbeatS?: number;
+  /** TCP connect timeout (ms). @default 5000 */
+  connectTimeoutMs?: number;
+  /** Reconnect backoff bounds (ms). @default 100 / 5000 */
+  reconnectBaseMs?: number;
+  reconnectCapMs?: number;
+  /** TLS options for `amqps://` (CA, cert, key), passed to `tls.connect`. */
+  tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer; passphrase?: string };
+  logger: Logger;
+  /**
+   * Runs after every (re)connect, before the connection counts as up: assert topology, open
+   * channels, start consumers. A throw closes the connection and retries with backoff.
+   */
+  setup?: (connection: ChannelModel, generation: number) => Promise<void>;
+}
+
+/** Replaces the password of a URL for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+/**
+ * One AMQP connection that reconnects with backoff and re-runs `setup` each time. Emits
+ * `up` (connection, generation), `down` (error), `blocked` (reason), `unblocked`. Channel and
+ * connection errors are logged, never thrown at the process.
+ */
+export class BrokerConnection extends EventEmitter {
+  readonly role: string;
+  #options: BrokerConnectionOptions;
+  #state: ConnectionState = 'idle';
+  #connection: ChannelModel | undefined;
+  #generation = 0;
+  #blocked = false;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #lastError: string | undefined;
+  #reconnects = 0;
+  #upWaiters: Array<() => void> = [];
+
+  constructor(options: BrokerConnectionOptions) {
+    super();
+    this.role = options.role;
+    this.#options = options;
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+  get blocked(): boolean {
+    return this.#blocked;
+  }
+  /** Increments on every successful connect; deliveries of an older generation must not be acked. */
+  get generation(): number {
+    return this.#generation;
+  }
+  get connection(): ChannelModel | undefined {
+    return this.#state === 'connected' ? this.#connection : undefined;
+  }
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  /** Starts connecting in the background; never rejects because the broker is down. */
+  start(): void {
+    if (this.#state !== 'idle') return;
+    void this.#connect();
+  }
+
+  /** Resolves when the connection is up (setup done), rejects after `timeoutMs`. */
+  waitUntilUp(timeoutMs: number): Promise<void> {
+    if (this.#state === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#upWaiters = this.#upWaiters.filter((w) => w !== done);
+        reject(new Error(`${this.role}: broker not reachable within ${timeoutMs} ms (${this.#lastError ?? 'no error yet'})`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#upWaiters.push(done);
+    });
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'connecting';
+    const o = this.#options;
+    let conn: ChannelModel | undefined;
+    try {
+      conn = await connect(withHeartbeat(o.url, o.heartbeatS ?? 10), {
+        noDelay: true,
+        timeout: o.connectTimeoutMs ?? 5000,
+        clientProperties: { connection_name: `${o.role}@${hostname()}` },
+        ...o.tls,
+      });
+      if ((this.#state as ConnectionState) === 'closed') {
+        await conn.close().catch(() => {});
+        return;
+      }
+      this.#attach(conn);
+      const generation = this.#generation + 1;
+      this.#connection = conn;
+      await o.setup?.(conn, generation);
+      if ((this.#state as ConnectionState) === 'closed') return;
+      this.#generation = generation;
+      this.#state = 'connected';
+      this.#attempt = 0;
+      this.#lastError = undefined;
+      o.logger.info({ role: o.role, url: redactUrl(o.url), generation }, 'broker connected');
+      this.emit('up', conn, generation);
+      for (const w of this.#upWaiters.splice(0)) w();
+    } catch (err) {
+      this.#lastError = (err as Error).message;
+      o.logger.warn({ role: o.role, err, attempt: this.#attempt }, 'broker connect failed');
+      if (conn) {
+        conn.removeAllListeners('close');
+        conn.on('close', () => {});
+        await conn.close().catch(() => {});
+      }
+      this.#connection = undefined;
+      this.#scheduleReconnect();
+    }
+  }
+
+  #attach(conn: ChannelModel): void {
+    const log = this.#options.logger;
+    conn.on('error', (err: Error) => {
+      this.#lastError = err.message;
+      log.warn({ role: this.role, err }, 'broker connection error');
+    });
+    conn.on('handler-error', (err: Error, eventName: string) => {
+      log.error({ role: this.role, err, eventName }, 'error thrown in an AMQP event handler');
+      this.emit('handler-error', err);
+    });
+    conn.on('blocked', (reason: string) => {
+      this.#blocked = true;
+      log.warn({ role: this.role, reason }, 'broker blocked this connection');
+      this.emit('blocked', reason);
+    });
+    conn.on('unblocked', () => {
+      this.#blocked = false;
+      log.info({ role: this.role }, 'broker unblocked this connection');
+      this.emit('unblocked');
+    });
+    conn.on('close', (err?: Error) => {
+      if (this.#connection !== conn) return;
+      this.#connection = undefined;
+      const wasUp = this.#state === 'connected';
+      if (this.#blocked) {
+        this.#blocked = false;
+        this.emit('unblocked');
+      }
+      if (this.#state === 'closed') return;
+      this.#lastError = err?.message ?? 'connection closed';
+      this.#state = 'disconnected';
+      log.warn({ role: this.role, err }, 'broker connection lost');
+      if (wasUp) this.emit('down', err ?? new Error('connection closed'));
+      this.#scheduleReconnect();
+    });
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#state === 'closed' || this.#timer) return;
+    this.#state = 'disconnected';
+    const o = this.#options;
+    const delayMs = fullJitterDelayMs(this.#attempt++, o.reconnectBaseMs ?? 100, o.reconnectCapMs ?? 5000, 0.5);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#reconnects++;
+      this.emit('reconnecting');
+      void this.#connect();
+    }, delayMs);
+  }
+
+  /** Closes the connection and stops reconnecting. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const conn = this.#connection;
+    this.#connection = undefined;
+    if (conn) await conn.close().catch(() => {});
+  }
+}
+
+/** Adds `heartbeat=<s>` to the URL unless it already sets one. */
+export function withHeartbeat(url: string, heartbeatS: number): string {
+  const u = new URL(url);
+  if (!u.searchParams.has('heartbeat')) u.searchParams.set('heartbeat', String(heartbeatS));
+  return u.toString();
+}

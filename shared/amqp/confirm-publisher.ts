@@ -1,0 +1,105 @@
+import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { GatewayError } from '../errors.ts';
+
+/** How a publish ended; `confirmed` is the only success. */
+export type PublishOutcome = 'confirmed' | 'nacked' | 'returned' | 'timeout' | 'closed' | 'blocked';
+
+export interface ConfirmPublisherOptions {
+  /** A publish not confirmed within this time fails (the broker may still have it). @default 5000 */
+  timeoutMs?: number;
+  /** Unconfirmed publishes allowed at once on this channel; beyond it publishes fail fast. @default 1024 */
+  maxPending?: number;
+  /** True while the broker blocks the connection (memory/disk alarm): publishes fail at once. */
+  isBlocked?: () => boolean;
+  /** Called once per publish with its outcome (metrics). */
+  onOutcome?: (outcome: PublishOutcome) => void;
+}
+
+interface Pending {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Publishes on one confirm channel and settles each publish exactly once: broker ack → resolved;
+ * nack (a `reject-publish` queue is full), `basic.return` (mandatory, unroutable), channel close or
+ * timeout → a typed {@link GatewayError}. Every publish must carry a `messageId` unique among this
+ * channel's unconfirmed publishes: a return arrives before its ack and is matched by it.
+ */
+export class ConfirmPublisher {
+  readonly channel: ConfirmChannel;
+  #options: Required<Omit<ConfirmPublisherOptions, 'onOutcome' | 'isBlocked'>> & ConfirmPublisherOptions;
+  #pending = new Map<string, Pending>();
+  #returned = new Set<string>();
+  #closed = false;
+
+  constructor(channel: ConfirmChannel, options: ConfirmPublisherOptions = {}) {
+    this.channel = channel;
+    this.#options = { timeoutMs: 5000, maxPending: 1024, ...options };
+    channel.on('return', (msg: Message) => {
+      const id = msg.properties.messageId as string | undefined;
+      if (id !== undefined && this.#pending.has(id)) this.#returned.add(id);
+    });
+    channel.on('close', () => this.failAll(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel closed before the publish was confirmed', { retryAfterS: 1 }), 'closed'));
+  }
+
+  /** Unconfirmed publishes. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Publishes with `mandatory` and resolves once the broker confirmed it. */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }): Promise<void> {
+    const id = options.messageId;
+    if (this.#closed) return this.#fail('closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
+    if (this.#options.isBlocked?.()) {
+      return this.#fail('blocked', new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
+    }
+    if (this.#pending.size >= this.#options.maxPending) {
+      return this.#fail('timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'too many unconfirmed publishes', { retryAfterS: 1 }));
+    }
+    if (this.#pending.has(id)) return Promise.reject(new Error(`duplicate in-flight messageId ${id}`));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#settle(id, 'timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 }));
+      }, this.#options.timeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      try {
+        this.channel.publish(exchange, routingKey, content, { ...options, mandatory: true }, (err: unknown) => {
+          if (err) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
+          else if (this.#returned.has(id)) this.#settle(id, 'returned', new GatewayError('GW_ERR_UNROUTABLE', `no queue bound for ${exchange}/${routingKey}`, { retryAfterS: 5 }));
+          else this.#settle(id, 'confirmed');
+        });
+      } catch (err) {
+        // amqplib throws synchronously on a closed channel or an oversized header table.
+        this.#settle(id, 'closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', (err as Error).message, { retryAfterS: 1, cause: err }));
+      }
+    });
+  }
+
+  #fail(outcome: PublishOutcome, err: GatewayError): Promise<never> {
+    this.#options.onOutcome?.(outcome);
+    return Promise.reject(err);
+  }
+
+  #settle(id: string, outcome: PublishOutcome, err?: Error): void {
+    const p = this.#pending.get(id);
+    if (!p) return;
+    this.#pending.delete(id);
+    this.#returned.delete(id);
+    clearTimeout(p.timer);
+    this.#options.onOutcome?.(outcome);
+    if (err) p.reject(err);
+    else p.resolve();
+  }
+
+  /** Fails every unconfirmed publish (channel or connection gone). */
+  failAll(err: Error, outcome: PublishOutcome = 'closed'): void {
+    this.#closed = true;
+    for (const id of [...this.#pending.keys()]) this.#settle(id, outcome, err);
+  }
+}

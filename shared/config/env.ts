@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError, formatZodIssues } from './services.ts';
+
+/** Integer from an environment string. */
+export const envInt = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+/** Settings every process that talks to the broker reads from the environment. */
+export const brokerEnvShape = {
+  /** Broker URL; `amqps://` for TLS. @default amqp://guest:guest@127.0.0.1:5672 */
+  RABBITMQ_URL: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://').default('amqp://guest:guest@127.0.0.1:5672'),
+  /** Prefix of every broker object name. @default gw */
+  GW_PREFIX: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/).default('gw'),
+  /** AMQP heartbeat (s). @default 10 */
+  HEARTBEAT_S: envInt(1, 600, 10),
+  /** `assert` declares the topology at start-up; `passive` only checks it exists (locked-down broker). @default assert */
+  TOPOLOGY_MODE: z.enum(['assert', 'passive']).default('assert'),
+  /** CA bundle (PEM) for `amqps://`. */
+  AMQP_CA_FILE: z.string().optional(),
+  /** Client certificate (PEM) for `amqps://` with peer verification. */
+  AMQP_CERT_FILE: z.string().optional(),
+  /** Client key (PEM) for `amqps://`. */
+  AMQP_KEY_FILE: z.string().optional(),
+  /** Delay unit of the binary delay levels (ms); must match the declared topology. @default 100 */
+  DELAY_UNIT_MS: envInt(1, 60_000, 100),
+  /** pino level. @default info */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+};
+
+/** Parses the given keys of the environment; throws a {@link ConfigError} listing every bad key. */
+export function parseEnv<S extends z.ZodRawShape>(shape: S, env: NodeJS.ProcessEnv, source: string): z.infer<z.ZodObject<S>> {
+  const picked: Record<string, unknown> = {};
+  for (const key of Object.keys(shape)) if (env[key] !== undefined && env[key] !== '') picked[key] = env[key];
+  const parsed = z.object(shape).safeParse(picked);
+  if (!parsed.success) throw new ConfigError(source, formatZodIssues(parsed.error));
+  return parsed.data;
+}
+
+/** TLS material for amqplib from the `AMQP_*_FILE` settings. */
+export function readTls(cfg: { AMQP_CA_FILE?: string | undefined; AMQP_CERT_FILE?: string | undefined; AMQP_KEY_FILE?: string | undefined }):
+  { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined {
+  if (!cfg.AMQP_CA_FILE && !cfg.AMQP_CERT_FILE && !cfg.AMQP_KEY_FILE) return undefined;
+  return {
+    ...(cfg.AMQP_CA_FILE ? { ca: [readFileSync(cfg.AMQP_CA_FILE)] } : {}),
+    ...(cfg.AMQP_CERT_FILE ? { cert: readFileSync(cfg.AMQP_CERT_FILE) } : {}),
+    ...(cfg.AMQP_KEY_FILE ? { key: readFileSync(cfg.AMQP_KEY_FILE) } : {}),
+  };
+}

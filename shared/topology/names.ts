@@ -1,0 +1,50 @@
+/**
+ * Every broker name the gateway uses, computed from one prefix. Names only come from here so the
+ * management UI reads the same everywhere and a test prefix isolates a test's objects.
+ */
+
+/** Service names end up in queue names and topic routing keys, so they are restricted. */
+export const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** Number of binary delay levels: level n holds a message 2^n delay units. */
+export const DELAY_LEVELS = 25;
+
+export interface Names {
+  readonly prefix: string;
+  /** Direct exchange for requests and jobs. */
+  readonly workExchange: string;
+  /** Direct exchange the work queues dead-letter into. */
+  readonly deadLetterExchange: string;
+  /** Topic exchange of job transitions and breaker state. */
+  readonly eventsExchange: string;
+  /** Fanout exchange + queue catching anything the DLX or the delay machinery cannot route. */
+  readonly unroutableExchange: string;
+  readonly unroutableQueue: string;
+  /** Topic exchange at the end of the delay levels; routes `#.work.<svc>` back to work queues. */
+  readonly delayDeliverExchange: string;
+  rpcQueue(service: string): string;
+  workQueue(service: string): string;
+  deadLetterQueue(service: string): string;
+  rpcRoutingKey(service: string): string;
+  workRoutingKey(service: string): string;
+  delayLevel(level: number): string;
+}
+
+export function names(prefix = 'gw'): Names {
+  const pad = (n: number): string => String(n).padStart(2, '0');
+  return Object.freeze({
+    prefix,
+    workExchange: `${prefix}.work`,
+    deadLetterExchange: `${prefix}.dlx`,
+    eventsExchange: `${prefix}.events`,
+    unroutableExchange: `${prefix}.unroutable`,
+    unroutableQueue: `${prefix}.unroutable`,
+    delayDeliverExchange: `${prefix}.delay.deliver`,
+    rpcQueue: (service: string) => `${prefix}.${service}.rpc`,
+    workQueue: (service: string) => `${prefix}.${service}.work`,
+    deadLetterQueue: (service: string) => `${prefix}.${service}.dlq`,
+    rpcRoutingKey: (service: string) => `rpc.${service}`,
+    workRoutingKey: (service: string) => `work.${service}`,
+    delayLevel: (level: number) => `${prefix}.delay.L${pad(level)}`,
+  });
+}

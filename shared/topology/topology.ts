@@ -1,0 +1,150 @@
+import type { Services } from '../config/services.ts';
+import { DELAY_LEVELS, names, type Names } from './names.ts';
+
+export type ExchangeType = 'direct' | 'topic' | 'fanout';
+
+export interface ExchangeSpec {
+  readonly name: string;
+  readonly type: ExchangeType;
+  readonly arguments: Readonly<Record<string, unknown>>;
+}
+
+export interface QueueSpec {
+  readonly name: string;
+  readonly arguments: Readonly<Record<string, unknown>>;
+}
+
+export interface BindingSpec {
+  readonly source: string;
+  readonly destination: string;
+  readonly destinationType: 'queue' | 'exchange';
+  readonly routingKey: string;
+}
+
+/** The broker objects of one gateway deployment: plain frozen data, applied or rendered elsewhere. */
+export interface Topology {
+  readonly names: Names;
+  /** Unit of the binary delay levels (ms): level n holds a message 2^n units. */
+  readonly delayUnitMs: number;
+  readonly services: readonly string[];
+  readonly exchanges: readonly ExchangeSpec[];
+  readonly queues: readonly QueueSpec[];
+  readonly bindings: readonly BindingSpec[];
+}
+
+export interface TopologyOptions {
+  /** Prefix of every name. @default 'gw' */
+  prefix?: string;
+  /** @default 100 */
+  delayUnitMs?: number;
+}
+
+/**
+ * Routing key that carries a delay of `units` through the binary levels: one word per level,
+ * highest level first, then `work.<service>`.
+ */
+export function delayRoutingKey(units: number, service: string): string {
+  const bits: string[] = [];
+  for (let level = DELAY_LEVELS - 1; level >= 0; level--) bits.push(Math.floor(units / 2 ** level) % 2 === 1 ? '1' : '0');
+  return `${bits.join('.')}.work.${service}`;
+}
+
+/** Largest delay (in units) the levels can hold. */
+export const MAX_DELAY_UNITS = 2 ** DELAY_LEVELS - 1;
+
+/** Topic pattern matching keys whose word for `level` is `bit`. */
+function levelPattern(level: number, bit: '0' | '1'): string {
+  return [...Array<string>(DELAY_LEVELS - 1 - level).fill('*'), bit, '#'].join('.');
+}
+
+/**
+ * Builds the topology for a services map. Every queue argument is fixed at declaration (see
+ * docs/adr/0002-queue-arguments-not-policies.md for why arguments and not policies).
+ */
+export function buildTopology(services: Services, options: TopologyOptions = {}): Topology {
+  const n = names(options.prefix ?? 'gw');
+  const delayUnitMs = options.delayUnitMs ?? 100;
+  const exchanges: ExchangeSpec[] = [];
+  const queues: QueueSpec[] = [];
+  const bindings: BindingSpec[] = [];
+  const toUnroutable = { 'alternate-exchange': n.unroutableExchange };
+
+  exchanges.push(
+    { name: n.unroutableExchange, type: 'fanout', arguments: {} },
+    { name: n.workExchange, type: 'direct', arguments: {} },
+    { name: n.deadLetterExchange, type: 'direct', arguments: toUnroutable },
+    { name: n.eventsExchange, type: 'topic', arguments: {} },
+    { name: n.delayDeliverExchange, type: 'topic', arguments: toUnroutable },
+  );
+  queues.push({ name: n.unroutableQueue, arguments: { 'x-queue-type': 'quorum' } });
+  bindings.push({ source: n.unroutableExchange, destination: n.unroutableQueue, destinationType: 'queue', routingKey: '' });
+
+  for (let level = DELAY_LEVELS - 1; level >= 0; level--) {
+    const exchange = n.delayLevel(level);
+    const next = level === 0 ? n.delayDeliverExchange : n.delayLevel(level - 1);
+    exchanges.push({ name: exchange, type: 'topic', arguments: toUnroutable });
+    queues.push({
+      name: exchange,
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-message-ttl': 2 ** level * delayUnitMs,
+        'x-overflow': 'reject-publish',
+        'x-dead-letter-exchange': next,
+        'x-dead-letter-strategy': 'at-least-once',
+      },
+    });
+    bindings.push(
+      { source: exchange, destination: exchange, destinationType: 'queue', routingKey: levelPattern(level, '1') },
+      { source: exchange, destination: next, destinationType: 'exchange', routingKey: levelPattern(level, '0') },
+    );
+  }
+
+  const serviceNames = Object.keys(services).sort();
+  for (const svc of serviceNames) {
+    const cfg = services[svc]!;
+    queues.push(
+      {
+        name: n.rpcQueue(svc),
+        arguments: { 'x-queue-type': 'classic', 'x-max-length': cfg.rpc.maxLength, 'x-overflow': 'reject-publish' },
+      },
+      {
+        name: n.workQueue(svc),
+        arguments: {
+          'x-queue-type': 'quorum',
+          'x-max-length': cfg.work.maxLength,
+          'x-overflow': 'reject-publish',
+          'x-dead-letter-exchange': n.deadLetterExchange,
+          'x-dead-letter-routing-key': svc,
+          'x-dead-letter-strategy': 'at-least-once',
+          'x-delivery-limit': cfg.work.deliveryLimit,
+        },
+      },
+      {
+        name: n.deadLetterQueue(svc),
+        arguments: {
+          'x-queue-type': 'quorum',
+          'x-max-length': cfg.dlqMaxLength,
+          'x-overflow': 'reject-publish',
+          'x-single-active-consumer': true,
+        },
+      },
+    );
+    bindings.push(
+      { source: n.workExchange, destination: n.rpcQueue(svc), destinationType: 'queue', routingKey: n.rpcRoutingKey(svc) },
+      { source: n.workExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: n.workRoutingKey(svc) },
+      { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: svc },
+      { source: n.delayDeliverExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: `#.work.${svc}` },
+    );
+  }
+
+  return deepFreezeTopology({ names: n, delayUnitMs, services: serviceNames, exchanges, queues, bindings });
+}
+
+function deepFreezeTopology(t: Topology): Topology {
+  for (const list of [t.exchanges, t.queues, t.bindings]) for (const item of list) Object.freeze(item);
+  Object.freeze(t.exchanges);
+  Object.freeze(t.queues);
+  Object.freeze(t.bindings);
+  Object.freeze(t.services);
+  return Object.freeze(t);
+}
