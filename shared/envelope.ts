@@ -183,7 +183,8 @@ export function encodeReply(correlationId: string, reply: ReplyEnvelope): Option
 
 export function decodeReply(msg: Message): ReplyEnvelope {
   const h = (msg.properties.headers ?? {}) as Record<string, unknown>;
-  const status = int(h[HEADER.status], HEADER.status, 100);
+  // Status 0 marks a reply that carries a gateway error instead of a downstream answer.
+  const status = int(h[HEADER.status], HEADER.status, 0);
   let headers: Record<string, string> = {};
   try {
     headers = JSON.parse(str(h[HEADER.headers] ?? '{}', HEADER.headers)) as Record<string, string>;
@@ -198,6 +199,8 @@ export function decodeReply(msg: Message): ReplyEnvelope {
     reply.error = { code: c };
     if (h[HEADER.errorDetail] !== undefined) reply.error.detail = str(h[HEADER.errorDetail], HEADER.errorDetail);
     if (typeof h[HEADER.retryAfterS] === 'number') reply.error.retryAfterS = h[HEADER.retryAfterS] as number;
+  } else if (status < 100) {
+    throw new EnvelopeError(`bad ${HEADER.status}`);
   }
   return reply;
 }

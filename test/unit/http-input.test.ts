@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { forwardedTarget, pickHeaders, validTraceparent } from '../../enqueuer/http/forward.ts';
+import { parsePrefer } from '../../enqueuer/http/prefer.ts';
+
+describe('Prefer header (RFC 7240)', () => {
+  it('reads respond-async and wait in any order and case', () => {
+    expect(parsePrefer('respond-async, wait=5')).toEqual({ respondAsync: true, waitS: 5 });
+    expect(parsePrefer(['Wait=2', 'RESPOND-ASYNC'])).toEqual({ respondAsync: true, waitS: 2 });
+    expect(parsePrefer(undefined)).toEqual({ respondAsync: false });
+    expect(parsePrefer('handling=lenient')).toEqual({ respondAsync: false });
+  });
+  it.each(['wait=-1', 'wait=0', 'wait=NaN', 'wait=1e12', 'wait=', 'wait=1.5'])('rejects %s with a 400', (v) => {
+    expect(() => parsePrefer(v)).toThrow(expect.objectContaining({ code: 'GW_ERR_PREFER_INVALID', status: 400 }));
+  });
+});
+
+describe('forwarded path', () => {
+  const mount = '/v1/services/echo';
+  it('keeps the raw path and query', () => {
+    expect(forwardedTarget(`${mount}/a/b%20c?x=1&y=2`, mount)).toEqual({ path: '/a/b%20c', query: 'x=1&y=2' });
+    expect(forwardedTarget(mount, mount)).toEqual({ path: '/', query: '' });
+  });
+  it.each([
+    '//evil.example/x', '/..%2fsecret', '/a/%2e%2e/b', '/a/%252e%252e/b', '/a\\b', '/a%00b', '/a%0d%0aX: y', '/@evil.example',
+    '/a/./b', '/http://evil.example', '/%zz',
+  ])('rejects %s', (p) => {
+    expect(() => forwardedTarget(mount + p, mount)).toThrow(expect.objectContaining({ code: 'GW_ERR_PATH_INVALID' }));
+  });
+});
+
+describe('header allow-list and trace context', () => {
+  it('copies only allow-listed headers', () => {
+    expect(pickHeaders({ accept: 'a', cc: 'q', 'x-death': 'd', 'content-type': 'text/plain' }, ['accept', 'content-type'])).toEqual({ accept: 'a', 'content-type': 'text/plain' });
+  });
+  it('accepts only well-formed version-00 traceparents', () => {
+    expect(validTraceparent('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')).toBeDefined();
+    expect(validTraceparent('00-00000000000000000000000000000000-b7ad6b7169203331-01')).toBeUndefined();
+    expect(validTraceparent('garbage')).toBeUndefined();
+  });
+});
