@@ -12,6 +12,8 @@ const dequeuerEnvShape = {
   SHUTDOWN_GRACE_MS: envInt(0, 600_000, 15_000),
   /** Publish confirm timeout for events and retry copies (ms). @default 5000 */
   PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),
+  /** Largest downstream result body stored with a job (bytes). @default 65536 */
+  MAX_RESULT_BYTES: envInt(0, 10 * 1024 * 1024, 64 * 1024),
   /** Only consume these services (comma-separated); default all. */
   CONSUME_SERVICES: z.string().optional(),
 };
@@ -32,6 +34,7 @@ export interface DequeuerConfig {
   consume: readonly string[];
   shutdownGraceMs: number;
   publishTimeoutMs: number;
+  maxResultBytes: number;
 }
 
 export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
@@ -54,5 +57,6 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
     consume,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
+    maxResultBytes: e.MAX_RESULT_BYTES,
   });
 }

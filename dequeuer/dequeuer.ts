@@ -1,10 +1,13 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Channel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { randomUUID } from 'node:crypto';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
+import { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
+import { breakerEventRoutingKey, encodeEvent, type BreakerEvent } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
@@ -14,6 +17,7 @@ import { Downstream, type BreakerState } from './downstream.ts';
 import { createDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
+import { createWorkHandler } from './work-handler.ts';
 
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
@@ -36,7 +40,10 @@ export class Dequeuer implements Lifecycle {
   #consumeConn: BrokerConnection;
   #publishConn: BrokerConnection;
   #replyChannel: Channel | undefined;
+  #publisher: ConfirmPublisher | undefined;
   #consumers: QueueConsumer[] = [];
+  /** Job consumers by service: paused while that service's breaker is open. */
+  #workConsumers = new Map<string, QueueConsumer>();
   #server: Server | undefined;
   #state: State = 'idle';
   #stopping: Promise<void> | undefined;
@@ -65,12 +72,37 @@ export class Dequeuer implements Lifecycle {
           handler: createRpcHandler({ downstream, metrics: this.metrics, logger, reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
         }),
       );
+      const work = new QueueConsumer({
+        queue: this.topology.names.workQueue(service),
+        prefetch: config.services[service]!.work.prefetch,
+        logger,
+        onHandlerError: (err) => this.#onHandlerError(err),
+        handler: createWorkHandler({
+          downstream,
+          topology: this.topology,
+          publisher: () => this.#publisher,
+          metrics: this.metrics,
+          logger,
+          maxResultBytes: config.maxResultBytes,
+          onBreakerOpen: () => {
+            if (downstream.state === 'open' && !work.paused) void work.pause();
+          },
+        }),
+      });
+      this.#workConsumers.set(service, work);
+      this.#consumers.push(work);
     }
 
     this.#publishConn = new BrokerConnection({
       ...common,
       role: 'dequeuer-publish',
       setup: async (connection) => {
+        const confirm = await connection.createConfirmChannel();
+        confirm.on('error', (err: Error) => this.#logger.warn({ err }, 'publish channel error'));
+        this.#publisher = new ConfirmPublisher(confirm, { timeoutMs: config.publishTimeoutMs, isBlocked: () => this.#publishConn.blocked });
+        confirm.on('close', () => {
+          if (this.#publisher?.channel === confirm) this.#publisher = undefined;
+        });
         const channel = await connection.createChannel();
         channel.on('error', (err: Error) => this.#logger.warn({ err }, 'reply channel error'));
         channel.on('close', () => {
@@ -115,10 +147,23 @@ export class Dequeuer implements Lifecycle {
     this.#logger.error({ err }, 'unexpected error while handling a delivery');
   }
 
+  /**
+   * Breaker open: stop pulling jobs (no attempts spent while the downstream is down). Half-open:
+   * consume again with prefetch 1, so one probe decides. Closed: full prefetch again.
+   */
   #onBreakerState(service: string, state: BreakerState, retryAfterS: number): void {
     this.metrics.breakerState.set({ service }, BREAKER_GAUGE[state]);
     this.metrics.breakerTransitions.inc({ service, to: state });
     this.#logger.warn({ service, breaker: state, retryAfterS }, 'circuit breaker state changed');
+    const work = this.#workConsumers.get(service);
+    if (work && this.#state === 'running') {
+      const change = state === 'open' ? work.pause() : state === 'half-open' ? work.resume(1) : work.resume();
+      change.catch((err: unknown) => this.#logger.warn({ err, service }, 'could not change job consumption after a breaker transition'));
+    }
+    const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
+    this.#publisher
+      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' })
+      .catch(() => {});
   }
 
   #sendReply(replyTo: string, correlationId: string, reply: ReplyEnvelope): void {
@@ -162,7 +207,7 @@ export class Dequeuer implements Lifecycle {
     this.#logger.info({ port: this.port, services: this.config.consume }, 'dequeuer started');
   }
 
-  async #serveHttp(url: string, res: import('node:http').ServerResponse): Promise<void> {
+  async #serveHttp(url: string, res: ServerResponse): Promise<void> {
     try {
       if (url === '/healthz') {
         res.setHeader('content-type', 'application/json');

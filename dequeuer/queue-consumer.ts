@@ -31,6 +31,7 @@ export class QueueConsumer {
   #consumerTag: string | undefined;
   #paused = false;
   #closing = false;
+  #currentPrefetch = 0;
   #inflight = 0;
   #idleWaiters: Array<() => void> = [];
 
@@ -57,6 +58,7 @@ export class QueueConsumer {
     channel.on('error', (err: Error) => this.#options.logger.warn({ err, queue: this.queue }, 'consumer channel error'));
     channel.on('close', () => this.#onClose(channel));
     await channel.prefetch(this.#options.prefetch);
+    this.#currentPrefetch = this.#options.prefetch;
     this.#channel = channel;
     if (!this.#paused) await this.#consume(channel);
   }
@@ -97,7 +99,7 @@ export class QueueConsumer {
       return;
     }
     this.#inflight++;
-    this.#options
+    void this.#options
       .handler(msg)
       .catch((err: unknown) => {
         this.#options.onHandlerError(err);
@@ -128,9 +130,25 @@ export class QueueConsumer {
     if (tag && this.#channel) await this.#channel.cancel(tag).catch(() => {});
   }
 
-  async resume(): Promise<void> {
+  /**
+   * Consumes again; with `prefetch`, new deliveries are limited to that many (a half-open breaker
+   * wants one probe, not a full window). Without it, the configured prefetch applies again.
+   */
+  async resume(prefetch = this.#options.prefetch): Promise<void> {
     this.#paused = false;
-    if (this.#channel && !this.#consumerTag) await this.#consume(this.#channel);
+    const channel = this.#channel;
+    if (!channel) return;
+    if (this.#consumerTag && prefetch === this.#currentPrefetch) return;
+    if (this.#consumerTag) {
+      const tag = this.#consumerTag;
+      this.#consumerTag = undefined;
+      await channel.cancel(tag).catch(() => {});
+    }
+    if (prefetch !== this.#currentPrefetch) {
+      await channel.prefetch(prefetch);
+      this.#currentPrefetch = prefetch;
+    }
+    await this.#consume(channel);
   }
 
   /** Resolves when no delivery is in flight, or after `timeoutMs`. */

@@ -161,6 +161,16 @@ export class ReplyRouter {
     });
   }
 
+  /**
+   * Publishes without waiting for a reply (async jobs, events): resolves once the broker confirmed,
+   * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout.
+   */
+  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions): Promise<void> {
+    const rc = this.#pick();
+    if (!rc) return Promise.reject(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 }));
+    return rc.publisher.publish(exchange, routingKey, content, options);
+  }
+
   #pick(): ReplyChannel | undefined {
     const n = this.#channels.length;
     for (let i = 0; i < n; i++) {

@@ -185,7 +185,7 @@ export function decodeReply(msg: Message): ReplyEnvelope {
   const h = (msg.properties.headers ?? {}) as Record<string, unknown>;
   // Status 0 marks a reply that carries a gateway error instead of a downstream answer.
   const status = int(h[HEADER.status], HEADER.status, 0);
-  let headers: Record<string, string> = {};
+  let headers: Record<string, string>;
   try {
     headers = JSON.parse(str(h[HEADER.headers] ?? '{}', HEADER.headers)) as Record<string, string>;
   } catch {

@@ -5,8 +5,10 @@ import { GatewayError } from '../../shared/errors.ts';
 export const MAX_FORWARD_URL_LENGTH = 4096;
 
 // Control characters, backslash, and anything that is not a valid URL path character.
+/* eslint-disable no-control-regex */
 const BAD_RAW = /[\u0000-\u001f\u007f\\\s]/;
 const BAD_DECODED = /[\u0000-\u001f\u007f\\]/;
+/* eslint-enable no-control-regex */
 
 /**
  * Splits the raw request URL into the path forwarded downstream and its query, and rejects any

@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto';
+import type { ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
+import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
+import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
+import { delayRoutingKey, MAX_DELAY_UNITS, type Topology } from '../shared/topology/topology.ts';
+import { DELAY_LEVELS } from '../shared/topology/names.ts';
+import { decide, parseRetryAfterS, type AttemptOutcome } from './classify.ts';
+import { DownstreamError, type Downstream, type DownstreamResponse } from './downstream.ts';
+import type { DequeuerMetrics } from './metrics.ts';
+import type { Disposition } from './queue-consumer.ts';
+import { outcomeLabel } from './rpc-handler.ts';
+
+export interface WorkHandlerDeps {
+  downstream: Downstream;
+  topology: Topology;
+  /** The confirm publisher of the publish connection, if it is up. */
+  publisher: () => ConfirmPublisher | undefined;
+  metrics: DequeuerMetrics;
+  logger: Logger;
+  /** Largest result body stored with a job (bytes). */
+  maxResultBytes: number;
+  /** The breaker refused a call: pause this service's job consumption. */
+  onBreakerOpen: () => void;
+}
+
+/**
+ * Attempts on delivery: our own header (retry copies carry it +1) plus crash redeliveries of this
+ * copy, which the quorum queue counts in `x-delivery-count` (absent on first delivery). `x-death`
+ * is never read: 3.13+/4.x do not update an `x-death` a client republished.
+ */
+export function attemptOf(env: RequestEnvelope, msg: ConsumeMessage): number {
+  const deliveries = msg.properties.headers?.['x-delivery-count'];
+  const crashes = typeof deliveries === 'number' ? deliveries : msg.fields.redelivered ? 1 : 0;
+  return env.attempt + crashes;
+}
+
+/**
+ * Handles one async job delivery. Every path ends in ack (done, or a confirmed retry copy / give-back
+ * replaced it), reject (→ the work queue's DLX → DLQ, `x-death` reason `rejected`) or requeue (only
+ * when no copy could be confirmed, so nothing is lost).
+ */
+export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) => Promise<Disposition> {
+  const { downstream, topology, metrics, logger } = deps;
+  const service = downstream.service;
+  const policy = downstream.config.retry;
+  const consumed = metrics.consumed.labels(service, 'work');
+  const wait = metrics.queueWait.labels(service, 'work');
+  const inflight = metrics.inflight.labels(service, 'work');
+  const duration = metrics.downstreamDuration.labels(service);
+
+  const emit = (env: RequestEnvelope, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
+    const publisher = deps.publisher();
+    const e: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service, at: Date.now(), requestId: env.requestId, ...event };
+    if (env.traceparent) e.traceparent = env.traceparent;
+    if (!publisher) {
+      logger.warn({ jobId: env.jobId, state: e.state }, 'job event dropped: publish connection down');
+      return;
+    }
+    publisher
+      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' })
+      .catch((err: Error) => {
+        // Unroutable just means no enqueuer listens right now.
+        if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, jobId: env.jobId, state: e.state }, 'job event not confirmed');
+      });
+  };
+
+  /** Publishes a copy (retry or give-back) and resolves true once the broker confirmed it. */
+  const republish = async (copy: RequestEnvelope, delayMs: number): Promise<boolean> => {
+    const publisher = deps.publisher();
+    if (!publisher) return false;
+    const units = Math.min(Math.ceil(delayMs / topology.delayUnitMs), MAX_DELAY_UNITS);
+    const [exchange, key] = units === 0
+      ? [topology.names.workExchange, topology.names.workRoutingKey(service)]
+      : [topology.names.delayLevel(DELAY_LEVELS - 1), delayRoutingKey(units, service)];
+    try {
+      await publisher.publish(exchange, key, copy.body, encodeRequest(copy));
+      return true;
+    } catch (err) {
+      logger.warn({ err, jobId: copy.jobId, attempt: copy.attempt }, 'copy not confirmed; delivery goes back to the queue');
+      return false;
+    }
+  };
+
+  return async (msg) => {
+    consumed.inc();
+    let env: RequestEnvelope;
+    try {
+      env = decodeRequest(msg);
+    } catch (err) {
+      logger.warn({ err, messageId: msg.properties.messageId }, 'undecodable job dead-lettered');
+      metrics.deadLetters.inc({ service, reason: 'undecodable' });
+      return 'reject';
+    }
+    const attempt = attemptOf(env, msg);
+    const log = logger.child({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt, traceparent: env.traceparent });
+    if (attempt === env.attempt) wait.observe(Math.max(0, Date.now() - env.enqueuedAt) / 1000);
+    if (attempt > policy.maxAttempts) {
+      log.warn('attempts spent through redeliveries (worker crashed while holding it): dead-lettering');
+      emit(env, { state: 'dead', attempt, error: { code: 'redelivered', message: 'the worker stopped while processing this job too often' } });
+      metrics.deadLetters.inc({ service, reason: 'exhausted' });
+      metrics.dead.inc({ service });
+      return 'reject';
+    }
+
+    metrics.attempts.inc({ service });
+    emit(env, { state: 'running', attempt });
+    inflight.inc();
+    const started = process.hrtime.bigint();
+    let outcome: AttemptOutcome;
+    let response: DownstreamResponse | undefined;
+    let error: JobError | undefined;
+    try {
+      response = await downstream.call(env, downstream.config.timeoutMs);
+      outcome = { kind: 'response', status: response.status, ...retryAfter(response) };
+      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(response.status) });
+    } catch (err) {
+      const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
+      if (de.kind === 'breaker_open') {
+        // Not an attempt: give the job back unchanged (a fresh copy at the tail, so no delivery count churns).
+        metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
+        deps.onBreakerOpen();
+        return (await republish(env, 0)) ? 'ack' : 'requeue';
+      }
+      response = de.response;
+      outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
+      error = { code: de.kind, message: de.message, ...(response ? { status: response.status } : {}) };
+      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(response?.status, response ? undefined : de.kind) });
+    } finally {
+      inflight.dec();
+      duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+
+    const decision = decide(outcome, attempt, policy);
+    const result = response ? toJobResult(response, deps.maxResultBytes) : undefined;
+    if (!error && outcome.kind === 'response' && decision.action !== 'succeed') {
+      error = { code: 'http_status', message: `downstream answered ${outcome.status}`, status: outcome.status };
+    }
+    switch (decision.action) {
+      case 'succeed':
+        emit(env, { state: 'succeeded', attempt, ...(result ? { result } : {}) });
+        metrics.succeeded.inc({ service });
+        return 'ack';
+      case 'retry': {
+        const copy: RequestEnvelope = { ...env, attempt: attempt + 1, lastError: error?.message ?? 'failed', firstFailedAt: env.firstFailedAt ?? Date.now() };
+        if (!(await republish(copy, decision.delayMs))) return 'requeue';
+        metrics.retries.inc({ service });
+        emit(env, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
+        log.info({ delayMs: decision.delayMs, error: error?.message }, 'attempt failed; retry scheduled');
+        return 'ack';
+      }
+      case 'dead':
+        emit(env, { state: decision.reason === 'permanent' ? 'failed' : 'dead', attempt, ...(error ? { error } : {}), ...(result ? { result } : {}) });
+        metrics.deadLetters.inc({ service, reason: decision.reason });
+        metrics.dead.inc({ service });
+        log.warn({ reason: decision.reason, error: error?.message }, 'job dead-lettered');
+        return 'reject';
+    }
+  };
+}
+
+function retryAfter(res: DownstreamResponse): { retryAfterS?: number } {
+  const s = parseRetryAfterS(res.headers['retry-after']);
+  return s === undefined ? {} : { retryAfterS: s };
+}

@@ -1,0 +1,103 @@
+/**
+ * Events on the `<prefix>.events` topic exchange: job transitions published by the dequeuer (the
+ * enqueuer turns them into the job status view and SSE streams) and breaker transitions (the
+ * enqueuer sheds sync requests for a service whose breaker is open).
+ */
+
+/** Job states. `queued` is recorded by the enqueuer once the broker confirmed the job. */
+export const JOB_STATES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'dead'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+/** States after which nothing more happens to a job (unless an operator replays it). */
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'dead']);
+
+/** The downstream's answer as stored with a job (body base64, possibly truncated). */
+export interface JobResult {
+  status: number;
+  headers: Record<string, string>;
+  bodyBase64: string;
+  bodyTruncated: boolean;
+}
+
+export interface JobError {
+  /** Gateway error code or failure kind (`timeout`, `network`, `server_error` …). */
+  code: string;
+  message: string;
+  /** Downstream status, when the failure was an HTTP answer. */
+  status?: number;
+}
+
+export interface JobEvent {
+  v: 1;
+  kind: 'job';
+  jobId: string;
+  tenant: string;
+  service: string;
+  state: JobState;
+  attempt: number;
+  /** Epoch ms of the transition. */
+  at: number;
+  requestId?: string;
+  traceparent?: string;
+  error?: JobError;
+  /** For `retrying`: when the next attempt is due (epoch ms). */
+  nextAttemptAt?: number;
+  result?: JobResult;
+}
+
+export interface BreakerEvent {
+  v: 1;
+  kind: 'breaker';
+  service: string;
+  state: 'closed' | 'half-open' | 'open';
+  /** Seconds until the breaker lets a probe through (when open). */
+  retryAfterS: number;
+  at: number;
+}
+
+export type GatewayEvent = JobEvent | BreakerEvent;
+
+export function jobEventRoutingKey(e: Pick<JobEvent, 'service' | 'state'>): string {
+  return `job.${e.service}.${e.state}`;
+}
+
+export function breakerEventRoutingKey(service: string): string {
+  return `breaker.${service}`;
+}
+
+export function encodeEvent(e: GatewayEvent): Buffer {
+  return Buffer.from(JSON.stringify(e));
+}
+
+/** Parses an event; returns undefined for anything that is not a v1 event (logged by the caller). */
+export function decodeEvent(content: Buffer): GatewayEvent | undefined {
+  let e: unknown;
+  try {
+    e = JSON.parse(content.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!e || typeof e !== 'object') return undefined;
+  const o = e as Record<string, unknown>;
+  if (o.v !== 1 || typeof o.service !== 'string' || typeof o.at !== 'number') return undefined;
+  if (o.kind === 'job') {
+    if (typeof o.jobId !== 'string' || typeof o.tenant !== 'string' || typeof o.attempt !== 'number') return undefined;
+    if (!(JOB_STATES as readonly unknown[]).includes(o.state)) return undefined;
+    return o as unknown as JobEvent;
+  }
+  if (o.kind === 'breaker' && ['closed', 'half-open', 'open'].includes(o.state as string) && typeof o.retryAfterS === 'number') {
+    return o as unknown as BreakerEvent;
+  }
+  return undefined;
+}
+
+/** Builds the stored result of a downstream answer, truncating the body to `maxBytes`. */
+export function toJobResult(res: { status: number; headers: Record<string, string>; body: Buffer }, maxBytes: number): JobResult {
+  const truncated = res.body.length > maxBytes;
+  return {
+    status: res.status,
+    headers: res.headers,
+    bodyBase64: (truncated ? res.body.subarray(0, maxBytes) : res.body).toString('base64'),
+    bodyTruncated: truncated,
+  };
+}
