@@ -24,20 +24,21 @@ export const DEFAULT_BROKER_URL = 'amqp://guest:guest@127.0.0.1:5672';
  */
 export async function findBroker(
   env: NodeJS.ProcessEnv,
-  opts: { probeTimeoutMs?: number; log?: (msg: string) => void } = {},
+  opts: { probeTimeoutMs?: number; defaultUrl?: string; log?: (msg: string) => void } = {},
 ): Promise<FoundBroker> {
   const log = opts.log ?? (() => undefined);
   const managementUrl = managementUrlFor(env);
   if (env.RABBITMQ_URL) {
     return { url: env.RABBITMQ_URL, source: 'env', ...(managementUrl ? { managementUrl } : {}) };
   }
-  const probe = await probeAmqp(DEFAULT_BROKER_URL, opts.probeTimeoutMs ?? 2_000);
+  const defaultUrl = opts.defaultUrl ?? DEFAULT_BROKER_URL;
+  const probe = await probeAmqp(defaultUrl, opts.probeTimeoutMs ?? 2_000);
   if (probe.ok) {
-    return { url: DEFAULT_BROKER_URL, source: 'default', ...(managementUrl ? { managementUrl } : {}) };
+    return { url: defaultUrl, source: 'default', ...(managementUrl ? { managementUrl } : {}) };
   }
-  log(`no broker at ${redactUrl(DEFAULT_BROKER_URL)} (${probe.reason})`);
+  log(`no broker at ${redactUrl(defaultUrl)} (${probe.reason})`);
   if (!existsSync(RABBITMQ_SERVER_BIN)) {
-    throw new Error(`No RabbitMQ broker found: RABBITMQ_URL is not set, ${redactUrl(DEFAULT_BROKER_URL)} ` +
+    throw new Error(`No RabbitMQ broker found: RABBITMQ_URL is not set, ${redactUrl(defaultUrl)} ` +
       `did not answer (${probe.reason}) and ${RABBITMQ_SERVER_BIN} is not installed. Set RABBITMQ_URL.`);
   }
   log('starting a private RabbitMQ node');

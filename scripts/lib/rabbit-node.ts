@@ -53,7 +53,7 @@ export interface PrivateNode {
   stop(timeoutMs?: number): Promise<void>;
   /** Starts again on the same ports and data. */
   start(): Promise<void>;
-  /** Sends `signal` (default SIGKILL) to the beam PID and waits for it to exit. */
+  /** Sends a terminating `signal` (default SIGKILL) to the beam PID and waits for it to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** SIGSTOP: the node freezes with its sockets open. */
   pause(): void;
@@ -63,7 +63,7 @@ export interface PrivateNode {
   destroy(): Promise<void>;
 }
 
-const liveNodes = new Set<RabbitNode>();
+const liveNodes = new Set<{ killSync: () => void }>();
 let exitHookInstalled = false;
 
 /**
@@ -76,6 +76,7 @@ export async function startPrivateNode(opts: PrivateNodeOptions = {}): Promise<P
   const withPrometheus = plugins.includes('rabbitmq_prometheus');
   const [amqpPort = 0, distPort = 0, managementPort = 0, prometheusPort = 0] = await freePorts(4);
   const name = opts.name ?? `gwt-${randomBytes(4).toString('hex')}`;
+  const nodeName = name.includes('@') ? name : `${name}@localhost`;
   const dir = await mkdtemp(join(tmpdir(), `${name}-`));
   const cookie = opts.cookie ?? randomBytes(16).toString('hex').toUpperCase();
   const conf: Record<string, string | number> = {
@@ -92,233 +93,199 @@ export async function startPrivateNode(opts: PrivateNodeOptions = {}): Promise<P
   // The server and the CLI both read $HOME/.erlang.cookie; writing it first avoids a creation race.
   await writeFile(join(dir, '.erlang.cookie'), cookie);
   await chmod(join(dir, '.erlang.cookie'), 0o400);
-  const node = new RabbitNode({
-    nodeName: name.includes('@') ? name : `${name}@localhost`,
-    dir, cookie, amqpPort, distPort,
-    managementPort: withManagement ? managementPort : undefined,
-    prometheusPort: withPrometheus ? prometheusPort : undefined,
-    startTimeoutMs: opts.startTimeoutMs ?? 60_000,
-    log: opts.log,
-  });
-  try {
-    await node.start();
-    await node.rabbitmqctl(['enable_feature_flag', 'all']);
-  } catch (err) {
-    await node.destroy();
-    throw err;
-  }
-  return node;
-}
 
-interface NodeSpec {
-  nodeName: string; dir: string; cookie: string; amqpPort: number; distPort: number;
-  managementPort: number | undefined; prometheusPort: number | undefined;
-  startTimeoutMs: number; log: ((line: string) => void) | undefined;
-}
+  const ctlEnv = cleanEnv(dir);
+  const serverEnv: NodeJS.ProcessEnv = {
+    ...ctlEnv,
+    RABBITMQ_NODENAME: nodeName,
+    RABBITMQ_NODE_PORT: String(amqpPort),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_PID_FILE: join(dir, 'pid'),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    // One scheduler and no busy-waiting, so several nodes do not spin on two cores.
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none',
+  };
+  const startTimeoutMs = opts.startTimeoutMs ?? 60_000;
+  const logPath = join(dir, 'server.log');
+  let pid = 0;
+  let wrapper: ChildProcess | undefined;
+  let wrapperExit: Promise<void> = Promise.resolve();
+  let watchdog: ChildProcess | undefined;
+  let destroyed: Promise<void> | undefined;
+  const signal = (sig: NodeJS.Signals): void => {
+    if (pid) signalPid(pid, sig);
+  };
+  const killSync = (): void => {
+    signal('SIGCONT');
+    signal('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
 
-class RabbitNode implements PrivateNode {
-  readonly nodeName: string;
-  readonly amqpPort: number;
-  readonly distPort: number;
-  readonly url: string;
-  readonly managementPort?: number;
-  readonly managementUrl?: string;
-  readonly prometheusPort?: number;
-  readonly cookie: string;
-  readonly dir: string;
-  #spec: NodeSpec;
-  #pid = 0;
-  #wrapper: ChildProcess | undefined;
-  #wrapperExit: Promise<void> = Promise.resolve();
-  #watchdog: ChildProcess | undefined;
-  #destroyed: Promise<void> | undefined;
-
-  constructor(spec: NodeSpec) {
-    this.#spec = spec;
-    this.nodeName = spec.nodeName;
-    this.amqpPort = spec.amqpPort;
-    this.distPort = spec.distPort;
-    this.url = `amqp://guest:guest@127.0.0.1:${spec.amqpPort}`;
-    this.managementPort = spec.managementPort;
-    this.managementUrl = spec.managementPort ? `http://guest:guest@127.0.0.1:${spec.managementPort}` : undefined;
-    this.prometheusPort = spec.prometheusPort;
-    this.cookie = spec.cookie;
-    this.dir = spec.dir;
-  }
-
-  get pid(): number {
-    return this.#pid;
-  }
-
-  async start(): Promise<void> {
-    if (this.#destroyed) throw new Error(`node ${this.nodeName} was destroyed`);
-    if (this.#wrapper) return;
-    this.#register();
-    const deadline = Date.now() + this.#spec.startTimeoutMs;
-    const logPath = join(this.dir, 'server.log');
-    await rm(join(this.dir, 'pid'), { force: true });
-    const logFd = openSync(logPath, 'a');
-    const onLine = this.#spec.log;
-    // Without a line callback the server writes straight to the file, so a busy event loop here
-    // can never fill a pipe and stall the broker.
-    const wrapper = spawn(RABBITMQ_SERVER_BIN, [], {
-      cwd: this.dir, env: this.#env(true), stdio: ['ignore', onLine ? 'pipe' : logFd, onLine ? 'pipe' : logFd],
-    });
-    closeSync(logFd);
-    if (onLine) {
-      const file = createWriteStream(logPath, { flags: 'a' });
-      let rest = '';
-      const onData = (chunk: Buffer): void => {
-        file.write(chunk);
-        const lines = (rest + chunk.toString('utf8')).split('\n');
-        rest = lines.pop() ?? '';
-        for (const line of lines) onLine(line);
-      };
-      wrapper.stdout?.on('data', onData);
-      wrapper.stderr?.on('data', onData);
-      wrapper.once('exit', () => file.end());
-    }
-    this.#wrapper = wrapper;
-    let exited = false;
-    this.#wrapperExit = new Promise((resolve) => {
-      const settle = (): void => {
-        exited = true;
-        this.#wrapper = undefined;
-        this.#pid = 0;
-        resolve();
-      };
-      wrapper.once('exit', settle);
-      wrapper.once('error', settle);
-    });
-    try {
-      // The wrapper shell stays the parent; the beam PID comes from the pid file.
-      while (!this.#pid || !(await canConnect(this.amqpPort))) {
-        if (exited) throw new Error('rabbitmq-server exited during boot');
-        if (Date.now() > deadline) throw new Error(`not up after ${this.#spec.startTimeoutMs} ms`);
-        if (!this.#pid) this.#pid = Number((await readFile(join(this.dir, 'pid'), 'utf8').catch(() => '')).trim()) || 0;
-        await sleep(200);
-      }
-      await this.rabbitmqctl(['await_startup', '--timeout', String(Math.max(1, Math.ceil((deadline - Date.now()) / 1000)))]);
-    } catch (err) {
-      await this.kill().catch(() => undefined);
-      const tail = readFileSync(logPath, 'utf8').split('\n').slice(-15).join('\n');
-      throw new Error(`private RabbitMQ node ${this.nodeName} failed to start: ${(err as Error).message}\n` +
-        `log ${logPath} (tail):\n${tail}`, { cause: err });
-    }
-  }
-
-  async stop(timeoutMs = 30_000): Promise<void> {
-    if (!this.#wrapper) return;
-    this.#signal('SIGCONT');
-    this.#signal('SIGTERM');
-    const done = await Promise.race([this.#wrapperExit.then(() => true), sleep(timeoutMs, false, { ref: false })]);
-    if (!done) await this.kill();
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (!this.#wrapper) return;
-    const beamPid = this.#pid;
-    if (beamPid) {
-      this.#signal(signal);
-    } else {
-      this.#wrapper.kill('SIGKILL');
-    }
-    await this.#wrapperExit;
-    while (beamPid && isAlive(beamPid)) await sleep(20);
-  }
-
-  pause(): void {
-    this.#signal('SIGSTOP');
-  }
-
-  resume(): void {
-    this.#signal('SIGCONT');
-  }
-
-  destroy(): Promise<void> {
-    this.#destroyed ??= (async () => {
-      await this.kill();
-      liveNodes.delete(this);
-      if (this.#watchdog?.pid) signalPid(this.#watchdog.pid, 'SIGKILL');
-      await rm(this.dir, { recursive: true, force: true });
-    })();
-    return this.#destroyed;
-  }
-
-  rabbitmqctl(args: string[], timeoutMs = 60_000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      execFile(RABBITMQCTL_BIN, ['-n', this.nodeName, ...args], {
-        env: this.#env(false), cwd: this.dir, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024,
-      }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`rabbitmqctl ${args.join(' ')} failed: ${stderr.trim() || err.message}`, { cause: err }));
-        else resolve(stdout);
-      });
-    });
-  }
-
-  /** Synchronous last-resort cleanup for `process.on('exit')`. */
-  killSync(): void {
-    if (this.#pid) {
-      signalPid(this.#pid, 'SIGCONT');
-      signalPid(this.#pid, 'SIGKILL');
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  #signal(signal: NodeJS.Signals): void {
-    if (this.#pid) signalPid(this.#pid, signal);
-  }
-
-  #register(): void {
-    liveNodes.add(this);
+  const register = (): void => {
+    liveNodes.add(handle);
     if (!exitHookInstalled) {
       exitHookInstalled = true;
       process.once('exit', () => {
-        for (const node of liveNodes) node.killSync();
+        for (const live of liveNodes) live.killSync();
       });
     }
-    if (this.#watchdog) return;
-    // Covers the case where this process dies by SIGKILL and no exit hook runs. It checks the
-    // node name in the candidate's environment so a reused PID is never killed.
+    if (watchdog) return;
+    // Covers this process dying by SIGKILL, when no exit hook runs. It checks the node name in
+    // the candidate's environment so a reused PID is never killed.
     const script = 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; b=$(cat "$2/pid" 2>/dev/null); ' +
       'if [ -n "$b" ] && grep -qa "RABBITMQ_NODENAME=$3" "/proc/$b/environ" 2>/dev/null; then kill -CONT "$b"; kill -9 "$b"; fi; ' +
       'sleep 1; rm -rf "$2"';
-    this.#watchdog = spawn('/bin/sh', ['-c', script, 'gwt-node-watchdog', String(process.pid), this.dir, this.nodeName], {
+    watchdog = spawn('/bin/sh', ['-c', script, 'gwt-node-watchdog', String(process.pid), dir, nodeName], {
       detached: true, stdio: 'ignore',
     });
-    this.#watchdog.unref();
-  }
+    watchdog.unref();
+  };
 
-  #env(server: boolean): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) {
-      if (!k.startsWith('RABBITMQ_') && !k.startsWith('ERL_') && k !== 'NODENAME') env[k] = v;
-    }
-    Object.assign(env, {
-      HOME: this.dir,
-      LANG: 'C.UTF-8',
-      LC_ALL: 'C.UTF-8',
-      RABBITMQ_CONF_ENV_FILE: join(this.dir, 'rabbitmq-env.conf'),
-      ERL_EPMD_ADDRESS: '127.0.0.1',
-      ERL_FLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
-    });
-    if (server) {
-      Object.assign(env, {
-        RABBITMQ_NODENAME: this.nodeName,
-        RABBITMQ_NODE_PORT: String(this.amqpPort),
-        RABBITMQ_DIST_PORT: String(this.distPort),
-        RABBITMQ_MNESIA_BASE: join(this.dir, 'mnesia'),
-        RABBITMQ_LOG_BASE: join(this.dir, 'log'),
-        RABBITMQ_PID_FILE: join(this.dir, 'pid'),
-        RABBITMQ_CONFIG_FILE: join(this.dir, 'rabbitmq.conf'),
-        RABBITMQ_ADVANCED_CONFIG_FILE: join(this.dir, 'advanced.config'),
-        RABBITMQ_ENABLED_PLUGINS_FILE: join(this.dir, 'enabled_plugins'),
-        // One scheduler and no busy-waiting, so several nodes do not spin on two cores.
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none',
+  const handle: PrivateNode & { killSync: () => void } = {
+    nodeName, amqpPort, distPort, cookie, dir, killSync,
+    url: `amqp://guest:guest@127.0.0.1:${amqpPort}`,
+    ...(withManagement ? { managementPort, managementUrl: `http://guest:guest@127.0.0.1:${managementPort}` } : {}),
+    ...(withPrometheus ? { prometheusPort } : {}),
+    get pid() {
+      return pid;
+    },
+
+    async start() {
+      if (destroyed) throw new Error(`node ${nodeName} was destroyed`);
+      if (wrapper) return;
+      register();
+      const deadline = Date.now() + startTimeoutMs;
+      await rm(join(dir, 'pid'), { force: true });
+      const child = spawnServer(serverEnv, dir, logPath, opts.log);
+      wrapper = child;
+      let exited = false;
+      wrapperExit = new Promise((resolve) => {
+        const settle = (): void => {
+          exited = true;
+          wrapper = undefined;
+          pid = 0;
+          resolve();
+        };
+        child.once('exit', settle);
+        child.once('error', settle);
       });
-    }
-    return env;
+      try {
+        // The wrapper shell stays the parent; the beam PID comes from the pid file.
+        while (!pid || !(await canConnect(amqpPort))) {
+          if (exited) throw new Error('rabbitmq-server exited during boot');
+          if (Date.now() > deadline) throw new Error(`not up after ${startTimeoutMs} ms`);
+          if (!pid) pid = Number((await readFile(join(dir, 'pid'), 'utf8').catch(() => '')).trim()) || 0;
+          await sleep(200);
+        }
+        await handle.rabbitmqctl(['await_startup', '--timeout', String(Math.max(1, Math.ceil((deadline - Date.now()) / 1000)))]);
+      } catch (err) {
+        await handle.kill().catch(() => undefined);
+        const lines = readFileSync(logPath, 'utf8').split('\n');
+        const tail = [...lines.filter((l) => /\[error\]|BOOT FAILED|^Error/.test(l)).slice(0, 8), ...lines.slice(-5)].join('\n');
+        throw new Error(`private RabbitMQ node ${nodeName} failed to start: ${(err as Error).message}\n` +
+          `log ${logPath} (tail):\n${tail}`, { cause: err });
+      }
+    },
+
+    async stop(timeoutMs = 30_000) {
+      if (!wrapper) return;
+      signal('SIGCONT');
+      signal('SIGTERM');
+      const done = await Promise.race([wrapperExit.then(() => true), sleep(timeoutMs, false, { ref: false })]);
+      if (!done) await handle.kill();
+    },
+
+    async kill(sig: NodeJS.Signals = 'SIGKILL') {
+      if (!wrapper) return;
+      const beamPid = pid;
+      if (beamPid) {
+        signal(sig);
+        // A paused node only acts on a catchable signal once it runs again.
+        if (sig !== 'SIGKILL') signal('SIGCONT');
+      } else {
+        wrapper.kill('SIGKILL');
+      }
+      await wrapperExit;
+      while (beamPid && isAlive(beamPid)) await sleep(20);
+    },
+
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
+
+    destroy() {
+      destroyed ??= (async () => {
+        await handle.kill();
+        liveNodes.delete(handle);
+        if (watchdog?.pid) signalPid(watchdog.pid, 'SIGKILL');
+        await rm(dir, { recursive: true, force: true });
+      })();
+      return destroyed;
+    },
+
+    rabbitmqctl(args, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        execFile(RABBITMQCTL_BIN, ['-n', nodeName, ...args], {
+          env: ctlEnv, cwd: dir, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024,
+        }, (err, stdout, stderr) => {
+          if (err) reject(new Error(`rabbitmqctl ${args.join(' ')} failed: ${stderr.trim() || err.message}`, { cause: err }));
+          else resolve(stdout);
+        });
+      });
+    },
+  };
+
+  try {
+    await handle.start();
+    await handle.rabbitmqctl(['enable_feature_flag', 'all']);
+  } catch (err) {
+    // The dir (and its logs) stays until this process exits, for the reader of the error.
+    await handle.kill();
+    throw err;
   }
+  return handle;
+}
+
+/** The caller's env minus RabbitMQ/Erlang settings, plus what server and CLI share. */
+function cleanEnv(dir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('RABBITMQ_') && !k.startsWith('ERL_') && k !== 'NODENAME') env[k] = v;
+  }
+  return {
+    ...env,
+    HOME: dir,
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
+    ERL_EPMD_ADDRESS: '127.0.0.1',
+    ERL_FLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+  };
+}
+
+function spawnServer(env: NodeJS.ProcessEnv, dir: string, logPath: string, onLine?: (line: string) => void): ChildProcess {
+  const logFd = openSync(logPath, 'a');
+  // Without a line callback the server writes straight to the file, so a busy event loop here
+  // can never fill a pipe and stall the broker.
+  const child = spawn(RABBITMQ_SERVER_BIN, [], { cwd: dir, env, stdio: ['ignore', onLine ? 'pipe' : logFd, onLine ? 'pipe' : logFd] });
+  closeSync(logFd);
+  if (onLine) {
+    const file = createWriteStream(logPath, { flags: 'a' });
+    let rest = '';
+    const onData = (chunk: Buffer): void => {
+      file.write(chunk);
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      for (const line of lines) onLine(line);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', () => file.end());
+  }
+  return child;
 }
 
 /** Finds `count` distinct free TCP ports on 127.0.0.1 (bind port 0, read, release). */
@@ -353,18 +320,14 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return signalPid(pid, 0);
 }
 
-function signalPid(pid: number, signal: NodeJS.Signals): void {
+/** Signals by PID only; false when the process is already gone. */
+function signalPid(pid: number, signal: NodeJS.Signals | 0): boolean {
   try {
-    process.kill(pid, signal);
+    return process.kill(pid, signal);
   } catch {
-    // already gone
+    return false;
   }
 }
