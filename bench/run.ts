@@ -4,7 +4,8 @@
 //
 // Options: --quick (short runs, one each: the harness's smoke test), --scenario NAME (repeatable or
 // comma-separated), --profile (CPU profiles of enqueuer and dequeuer into bench/out/profiles),
-// --out DIR (where BENCHMARKS.md and latency.svg go). Env: RABBITMQ_URL, BENCH_DURATION_S, BENCH_RUNS.
+// --out DIR (where BENCHMARKS.md and latency.svg go). Env: RABBITMQ_URL, BENCH_DURATION_S, BENCH_RUNS,
+// BENCH_SOAK_REQUESTS.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
@@ -70,7 +71,7 @@ const S = {
   connections: 64,
   drainJobs: quick ? 2_000 : 50_000,
   drainMaxS: quick ? 60 : 180,
-  soakRequests: quick ? 5_000 : 300_000,
+  soakRequests: Number(process.env.BENCH_SOAK_REQUESTS ?? (quick ? 5_000 : 300_000)),
   soakMaxS: quick ? 30 : 240,
   soakSampleMs: quick ? 250 : 1000,
   workMaxLength: 200_000,
