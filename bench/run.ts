@@ -431,7 +431,10 @@ const machine = {
   rabbitmq: await brokerVersion(url).catch(() => 'unknown'),
   os: `${type()} ${release()}`,
   date: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
-  command: `npm run bench${quick ? ' -- --quick' : ''}${args.scenario ? ` -- --scenario ${[...selected].join(',')}` : ''}`,
+  command: [
+    ...['BENCH_DURATION_S', 'BENCH_RUNS', 'BENCH_SOAK_REQUESTS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`),
+    `npm run bench${quick || args.scenario ? ' --' : ''}${quick ? ' --quick' : ''}${args.scenario ? ` --scenario ${[...selected].join(',')}` : ''}`,
+  ].join(' '),
   quick,
 };
 mkdirSync(outDir, { recursive: true });
