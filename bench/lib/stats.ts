@@ -1,0 +1,100 @@
+/** One timed run of one scenario. */
+export interface RunResult {
+  /** Successful operations per second over the measured time. */
+  throughputPerS: number;
+  /** Latency percentiles (ms); undefined where latency is not meaningful (drain). */
+  p50Ms: number | undefined;
+  p99Ms: number | undefined;
+  /** Successful operations counted. */
+  count: number;
+  /** Failed operations: transport errors, timeouts, unexpected statuses, nacks. */
+  errors: number;
+  durationS: number;
+}
+
+/** Several runs of one scenario folded into the figures the report shows. */
+export interface Summary {
+  runs: number;
+  throughputMedianPerS: number;
+  throughputMinPerS: number;
+  throughputMaxPerS: number;
+  /** Median over runs of each run's percentile. */
+  p50Ms: number | undefined;
+  p99Ms: number | undefined;
+  errors: number;
+}
+
+/** Median of a non-empty list (mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of an empty list');
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Smallest and largest of a non-empty list. */
+export function minMax(values: readonly number[]): { min: number; max: number } {
+  if (values.length === 0) throw new Error('minMax of an empty list');
+  let min = Infinity;
+  let max = -Infinity;
+  for (const v of values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
+}
+
+/** Nearest-rank percentile (`p` in 0–100) of values sorted ascending; undefined when empty. */
+export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+/** Folds the runs of one scenario: median and min-max of throughput, median percentiles, summed errors. */
+export function summarize(runs: readonly RunResult[]): Summary {
+  if (runs.length === 0) throw new Error('no runs to summarize');
+  const tp = runs.map((r) => r.throughputPerS);
+  const { min, max } = minMax(tp);
+  const p50s = runs.map((r) => r.p50Ms).filter((v): v is number => v !== undefined);
+  const p99s = runs.map((r) => r.p99Ms).filter((v): v is number => v !== undefined);
+  return {
+    runs: runs.length,
+    throughputMedianPerS: median(tp),
+    throughputMinPerS: min,
+    throughputMaxPerS: max,
+    p50Ms: p50s.length ? median(p50s) : undefined,
+    p99Ms: p99s.length ? median(p99s) : undefined,
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+  };
+}
+
+/** `value / base`, or undefined when either is missing or the base is not positive. */
+export function ratio(value: number | undefined, base: number | undefined): number | undefined {
+  if (value === undefined || base === undefined || !(base > 0) || !Number.isFinite(value)) return undefined;
+  return value / base;
+}
+
+/** One sample of a time series, `atMs` from the start of the run. */
+export interface Sample {
+  atMs: number;
+  value: number;
+}
+
+/**
+ * Relative growth of a series between two points of the run (fractions of `totalMs`): the median
+ * of the samples within ±`windowFraction` of each point is compared, so one spike does not decide it.
+ * Undefined when a window holds no sample or the earlier value is not positive.
+ */
+export function growthBetween(samples: readonly Sample[], totalMs: number, fromFraction: number, toFraction: number, windowFraction = 0.05): number | undefined {
+  const around = (f: number): number | undefined => {
+    const lo = (f - windowFraction) * totalMs;
+    const hi = (f + windowFraction) * totalMs;
+    const inWindow = samples.filter((s) => s.atMs >= lo && s.atMs <= hi).map((s) => s.value);
+    return inWindow.length ? median(inWindow) : undefined;
+  };
+  const from = around(fromFraction);
+  const to = around(toFraction);
+  if (from === undefined || to === undefined || !(from > 0)) return undefined;
+  return (to - from) / from;
+}

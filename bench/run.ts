@@ -1,0 +1,458 @@
+// `npm run bench`: the gateway measured side by side with the raw ceilings, on one broker and one
+// downstream. Starts its own processes (demo downstream, dequeuer(s), enqueuer, raw RPC consumer),
+// stops every one of them by PID at the end (also on Ctrl-C) and deletes its broker objects.
+//
+// Options: --quick (short runs, one each: the harness's smoke test), --scenario NAME (repeatable or
+// comma-separated), --profile (CPU profiles of enqueuer and dequeuer into bench/out/profiles),
+// --out DIR (where BENCHMARKS.md and latency.svg go). Env: RABBITMQ_URL, BENCH_DURATION_S, BENCH_RUNS,
+// BENCH_SOAK_REQUESTS.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem, type } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseServices } from '../shared/config/services.ts';
+import { buildTopology } from '../shared/topology/topology.ts';
+import { findBroker, redactUrl } from '../scripts/lib/find-broker.ts';
+import { runRawDrain } from './baselines/raw-drain.ts';
+import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
+import { runRawRpc } from './baselines/raw-rpc.ts';
+import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueState, rawNames } from './lib/broker.ts';
+import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
+import { httpLoad, PAYLOAD_1KIB, probeStatus } from './lib/load.ts';
+import { freePort, metricValue, ProcessGroup, rssBytes, scrape, sleep, waitHttpOk, type Child } from './lib/processes.ts';
+import { renderBenchmarksMd, renderLatencySvg, renderRatios, renderTable, computeRatios, type RatioRow, type ScenarioReport } from './lib/report.ts';
+import { growthBetween, summarize, type RunResult, type Sample } from './lib/stats.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const ALL = ['direct', 'raw-rpc', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
+type ScenarioName = (typeof ALL)[number];
+
+const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
+  direct: { title: 'autocannon → demo /echo (no gateway)', kind: 'baseline' },
+  'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer → demo', kind: 'baseline' },
+  'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
+  'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to demo + ack', kind: 'baseline' },
+  sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
+  scale: { title: 'sync with 2 dequeuer processes', kind: 'scenario' },
+  soak: { title: 'sync at a steady rate, RSS / lag / correlation map sampled', kind: 'scenario' },
+  'accept-stopped': { title: 'Prefer: respond-async → 202, dequeuer stopped', kind: 'scenario' },
+  'accept-draining': { title: 'Prefer: respond-async → 202, dequeuer draining', kind: 'scenario' },
+  drain: { title: 'queued jobs drained by one dequeuer process', kind: 'scenario' },
+};
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    scenario: { type: 'string', multiple: true },
+    profile: { type: 'boolean', default: false },
+    out: { type: 'string' },
+  },
+});
+const quick = args.quick || process.env.BENCH_QUICK === '1';
+const selected = new Set<ScenarioName>();
+for (const s of (args.scenario ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean)) {
+  const names = s === 'accept' ? (['accept-stopped', 'accept-draining'] as const) : [s];
+  for (const n of names) {
+    if (!(ALL as readonly string[]).includes(n)) {
+      process.stderr.write(`unknown scenario ${n}; known: ${ALL.join(', ')}, accept\n`);
+      process.exit(2);
+    }
+    selected.add(n as ScenarioName);
+  }
+}
+if (selected.size === 0) for (const n of ALL) selected.add(n);
+const has = (n: ScenarioName): boolean => selected.has(n);
+
+const S = {
+  durationS: Number(process.env.BENCH_DURATION_S ?? (quick ? 3 : 10)),
+  warmupS: quick ? 1 : 5,
+  runs: Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3)),
+  connections: 64,
+  drainJobs: quick ? 2_000 : 50_000,
+  drainMaxS: quick ? 60 : 180,
+  soakRequests: Number(process.env.BENCH_SOAK_REQUESTS ?? (quick ? 5_000 : 300_000)),
+  soakMaxS: quick ? 30 : 240,
+  soakSampleMs: quick ? 250 : 1000,
+  workMaxLength: 200_000,
+};
+const outDir = resolve(args.out ?? (quick || args.scenario ? join(ROOT, 'bench/out') : ROOT));
+const mdPath = join(outDir, 'BENCHMARKS.md');
+const svgPath = outDir === ROOT ? join(ROOT, 'bench/latency.svg') : join(outDir, 'latency.svg');
+const profileDir = join(ROOT, 'bench/out/profiles');
+
+const log = (msg: string): void => {
+  process.stdout.write(`[bench] ${msg}\n`);
+};
+const group = new ProcessGroup();
+process.on('exit', () => group.killAllNow());
+
+// Until the broker and prefix are known there are no broker objects to delete, only children.
+let canTeardown = false;
+let interrupted = false;
+const onSignal = (signal: string): void => {
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  log(`${signal}: stopping children and deleting broker objects`);
+  void (canTeardown ? teardown() : group.stopAll(3000)).finally(() => process.exit(130));
+};
+process.on('SIGINT', () => onSignal('SIGINT'));
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+const broker = await findBroker(process.env, { log });
+const url = broker.url;
+const prefix = `bench-${randomBytes(3).toString('hex')}`;
+log(`broker ${broker.source} ${redactUrl(url)}, prefix ${prefix}, ${quick ? 'quick' : 'full'} mode, scenarios: ${[...selected].join(', ')}`);
+
+const demoPort = await freePort();
+const enqueuerPort = await freePort();
+const dequeuerPorts = [await freePort(), await freePort()];
+const demoUrl = `http://127.0.0.1:${demoPort}`;
+const servicesDoc = { services: { echo: { url: demoUrl, work: { maxLength: S.workMaxLength } } } };
+const topology = buildTopology(parseServices(servicesDoc), { prefix });
+const raw = rawNames(prefix);
+const baseEnv: NodeJS.ProcessEnv = {
+  ...process.env,
+  RABBITMQ_URL: url,
+  GW_PREFIX: prefix,
+  SERVICES_JSON: JSON.stringify(servicesDoc),
+  HOST: '127.0.0.1',
+  LOG_LEVEL: 'warn',
+};
+const profFlags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+const serviceUrl = `http://127.0.0.1:${enqueuerPort}/v1/services/echo/echo`;
+const jsonHeaders = { 'content-type': 'application/json' };
+canTeardown = true;
+
+let enqueuer: Child | undefined;
+const dequeuers: Array<Child | undefined> = [undefined, undefined];
+let rawConsumer: Child | undefined;
+
+async function startEnqueuer(): Promise<void> {
+  if (enqueuer) return;
+  const child = group.spawnNode('enqueuer', join(ROOT, 'enqueuer/main.ts'), { ...baseEnv, PORT: String(enqueuerPort) }, profFlags);
+  await waitHttpOk(`http://127.0.0.1:${enqueuerPort}/readyz`, 60_000, child);
+  enqueuer = child;
+}
+async function startDequeuer(i: 0 | 1): Promise<void> {
+  if (dequeuers[i]) return;
+  const child = group.spawnNode(`dequeuer-${i + 1}`, join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[i]) }, profFlags);
+  await waitHttpOk(`http://127.0.0.1:${dequeuerPorts[i]}/readyz`, 60_000, child);
+  dequeuers[i] = child;
+}
+async function stopDequeuer(i: 0 | 1): Promise<void> {
+  const child = dequeuers[i];
+  dequeuers[i] = undefined;
+  if (child) await group.stop(child, 20_000);
+}
+
+const reports = new Map<ScenarioName, ScenarioReport>();
+const results = new Map<ScenarioName, RunResult[]>();
+function record(name: ScenarioName, r: RunResult): void {
+  const list = results.get(name) ?? [];
+  list.push(r);
+  results.set(name, list);
+  log(`  ${name} run ${list.length}: ${Math.round(r.throughputPerS)}/s, p50 ${r.p50Ms?.toFixed(1) ?? '—'} ms, p99 ${r.p99Ms?.toFixed(1) ?? '—'} ms, errors ${r.errors}`);
+}
+function finish(name: ScenarioName, extra: Partial<ScenarioReport> = {}): void {
+  const runs = results.get(name) ?? [];
+  reports.set(name, { name, ...TITLES[name], status: runs.length ? 'ok' : 'failed', ...(runs.length ? { summary: summarize(runs) } : {}), ...extra });
+}
+function fail(name: ScenarioName, err: unknown): void {
+  log(`  ${name} failed: ${(err as Error).message}`);
+  reports.set(name, { name, ...TITLES[name], status: 'failed', reason: (err as Error).message.split('\n')[0]!.slice(0, 200) });
+}
+function notAvailable(name: ScenarioName, reason: string): void {
+  reports.set(name, { name, ...TITLES[name], status: 'not-available', reason });
+}
+
+/** Runs the given scenarios after one warm-up each, interleaving their runs so drift hits all alike. */
+async function interleaved(steps: Partial<Record<ScenarioName, { warmup: () => Promise<unknown>; run: () => Promise<RunResult> }>>): Promise<void> {
+  const names = (Object.keys(steps) as ScenarioName[]).filter(has);
+  const live = new Set(names);
+  for (const n of names) {
+    log(`warm-up ${n} (${S.warmupS} s)`);
+    try {
+      await steps[n]!.warmup();
+    } catch (err) {
+      fail(n, err);
+      live.delete(n);
+    }
+  }
+  for (let i = 0; i < S.runs && !interrupted; i++) {
+    for (const n of names) {
+      if (!live.has(n) || interrupted) continue;
+      try {
+        record(n, await steps[n]!.run());
+      } catch (err) {
+        fail(n, err);
+        live.delete(n);
+      }
+    }
+  }
+  for (const n of live) finish(n);
+}
+
+const syncLoad = (durationS: number): Promise<RunResult> =>
+  httpLoad({ url: serviceUrl, connections: S.connections, durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 });
+
+async function runAll(): Promise<void> {
+  const demo = group.spawnNode('demo', join(ROOT, 'demo/main.ts'), { ...baseEnv, DEMO_PORT: String(demoPort) });
+  await waitHttpOk(`${demoUrl}/echo`, 30_000, demo, { method: 'POST', body: '{}' });
+  await declareRawQueues(url, prefix, { rpcMaxLength: 1000, workMaxLength: S.workMaxLength, deliveryLimit: 10 });
+
+  // Request-reply: direct HTTP, raw RPC and sync, interleaved.
+  if (has('raw-rpc')) {
+    rawConsumer = group.spawnNode('raw-rpc-consumer', join(ROOT, 'bench/baselines/raw-rpc-consumer.ts'), {
+      ...baseEnv, QUEUE: raw.rpcQueue, DOWNSTREAM_URL: `${demoUrl}/echo`, PREFETCH: '32',
+    });
+    await waitForLine(rawConsumer, '"ready":true', 30_000);
+  }
+  const needStack = ['sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'].some((n) => has(n as ScenarioName));
+  if (needStack) {
+    await startEnqueuer();
+    await startDequeuer(0);
+  }
+  const body = Buffer.from(PAYLOAD_1KIB);
+  await interleaved({
+    direct: {
+      warmup: () => httpLoad({ url: `${demoUrl}/echo`, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
+      run: () => httpLoad({ url: `${demoUrl}/echo`, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 }),
+    },
+    'raw-rpc': {
+      warmup: () => runRawRpc({ url, queue: raw.rpcQueue, body, inflight: S.connections, durationS: S.warmupS }),
+      run: () => runRawRpc({ url, queue: raw.rpcQueue, body, inflight: S.connections, durationS: S.durationS }),
+    },
+    sync: { warmup: () => syncLoad(S.warmupS), run: () => syncLoad(S.durationS) },
+  });
+  if (rawConsumer) await group.stop(rawConsumer);
+
+  if (has('scale') && !interrupted) {
+    try {
+      await startDequeuer(1);
+      await interleaved({ scale: { warmup: () => syncLoad(S.warmupS), run: () => syncLoad(S.durationS) } });
+    } catch (err) {
+      fail('scale', err);
+    } finally {
+      await stopDequeuer(1);
+    }
+  }
+
+  if (has('soak') && !interrupted) {
+    try {
+      await soak();
+    } catch (err) {
+      fail('soak', err);
+    }
+  }
+
+  // Async jobs: probe once; the scenarios run only when the enqueuer answers 202.
+  let asyncReason: string | undefined;
+  if (needStack && ['accept-stopped', 'accept-draining', 'drain'].some((n) => has(n as ScenarioName))) {
+    const status = await probeStatus(serviceUrl, { method: 'POST', headers: { ...jsonHeaders, prefer: 'respond-async' }, body: PAYLOAD_1KIB }).catch((err: unknown) => `error ${(err as Error).message}`);
+    if (status !== 202) asyncReason = `the enqueuer answered ${status} (not 202) to Prefer: respond-async`;
+    log(asyncReason ? `async jobs: ${asyncReason}` : 'async jobs: available');
+  }
+  const workQueue = topology.names.workQueue('echo');
+  const acceptLoad = (durationS: number): Promise<RunResult> =>
+    httpLoad({ url: serviceUrl, connections: S.connections, durationS, headers: { ...jsonHeaders, prefer: 'respond-async' }, body: PAYLOAD_1KIB, expectStatus: 202 });
+
+  // Publish: raw publish interleaved with accept (dequeuer stopped), then accept with a draining dequeuer.
+  for (const n of ['accept-stopped', 'accept-draining'] as const) if (has(n) && asyncReason) notAvailable(n, asyncReason);
+  if (!interrupted && (has('raw-publish') || (!asyncReason && has('accept-stopped')))) {
+    if (!asyncReason && has('accept-stopped')) await stopDequeuer(0);
+    await interleaved({
+      'raw-publish': {
+        warmup: () => purgeQueue(url, raw.workQueue).then(() => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.warmupS })),
+        run: () => purgeQueue(url, raw.workQueue).then(() => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.durationS })),
+      },
+      ...(asyncReason ? {} : {
+        'accept-stopped': {
+          warmup: () => purgeQueue(url, workQueue).then(() => acceptLoad(S.warmupS)),
+          run: () => purgeQueue(url, workQueue).then(() => acceptLoad(S.durationS)),
+        },
+      }),
+    });
+    await purgeQueue(url, raw.workQueue);
+  }
+  if (!interrupted && !asyncReason && has('accept-draining')) {
+    await purgeQueue(url, workQueue);
+    await startDequeuer(0);
+    await interleaved({ 'accept-draining': { warmup: () => acceptLoad(S.warmupS), run: () => acceptLoad(S.durationS) } });
+  }
+
+  // Drain: raw drain interleaved with the dequeuer draining jobs the enqueuer accepted.
+  if (has('drain') && asyncReason) notAvailable('drain', asyncReason);
+  if (!interrupted && (has('raw-drain') || (!asyncReason && has('drain')))) {
+    const rawDrainRun = async (count: number): Promise<RunResult> => {
+      await purgeQueue(url, raw.workQueue);
+      const filled = await fillQueue(url, raw.workQueue, body, count, S.drainMaxS);
+      return runRawDrain({ url, queue: raw.workQueue, count: filled, prefetch: 20, downstreamUrl: `${demoUrl}/echo`, maxDurationS: S.drainMaxS });
+    };
+    await interleaved({
+      'raw-drain': { warmup: () => rawDrainRun(Math.min(2000, S.drainJobs)), run: () => rawDrainRun(S.drainJobs) },
+      ...(asyncReason ? {} : { drain: { warmup: () => drainRun(Math.min(2000, S.drainJobs)), run: () => drainRun(S.drainJobs) } }),
+    });
+  }
+}
+
+/** Fills the work queue through the enqueuer (dequeuer stopped), then times one dequeuer draining it. */
+async function drainRun(count: number): Promise<RunResult> {
+  const queue = topology.names.workQueue('echo');
+  await stopDequeuer(0);
+  await purgeQueue(url, queue);
+  const fill = await httpLoad({
+    url: serviceUrl, connections: S.connections, amount: count, maxDurationS: S.drainMaxS,
+    headers: { ...jsonHeaders, prefer: 'respond-async' }, body: PAYLOAD_1KIB, expectStatus: 202,
+  });
+  const queued = (await queueState(url, queue)).messages;
+  const child = group.spawnNode('dequeuer-1', join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[0]) }, profFlags);
+  dequeuers[0] = child;
+  // The clock starts when the dequeuer's consumer appears, so its process start-up is not counted.
+  const untilMs = Date.now() + S.drainMaxS * 1000;
+  let startedMs: number | undefined;
+  let left = queued;
+  while (Date.now() < untilMs) {
+    const st = await queueState(url, queue);
+    left = st.messages;
+    if (startedMs === undefined && (st.consumers > 0 || st.messages < queued)) startedMs = Date.now();
+    if (startedMs !== undefined && st.messages === 0) break;
+    await sleep(50);
+  }
+  await waitHttpOk(`http://127.0.0.1:${dequeuerPorts[0]}/readyz`, 30_000, child);
+  const durationS = (Date.now() - (startedMs ?? Date.now())) / 1000 || 1;
+  return { throughputPerS: (queued - left) / durationS, p50Ms: undefined, p99Ms: undefined, count: queued - left, errors: fill.errors + left, durationS };
+}
+
+/** Sync load at a steady rate with RSS, event-loop lag and correlation map sampled; growth 25% → 100%. */
+async function soak(): Promise<void> {
+  await startEnqueuer();
+  await startDequeuer(0);
+  const syncMedian = reports.get('sync')?.summary?.throughputMedianPerS;
+  const ratePerS = syncMedian ? Math.max(100, Math.round(syncMedian * 0.7)) : undefined;
+  const expectedS = ratePerS ? S.soakRequests / ratePerS : undefined;
+  log(`soak: ${S.soakRequests} requests${ratePerS ? ` at ${ratePerS}/s (≈${Math.round(expectedS!)} s)` : ' at full speed'}, at most ${S.soakMaxS} s`);
+  const series: Record<string, Sample[]> = { enqRss: [], deqRss: [], enqLag: [], deqLag: [], corr: [] };
+  const enq = enqueuer!;
+  const deq = dequeuers[0]!;
+  const t0 = Date.now();
+  let running = true;
+  const sampler = (async () => {
+    while (running && Date.now() - t0 < (S.soakMaxS + 10) * 1000) {
+      const atMs = Date.now() - t0;
+      const push = (k: string, v: number | undefined): void => {
+        if (v !== undefined && Number.isFinite(v)) series[k]!.push({ atMs, value: v });
+      };
+      push('enqRss', rssBytes(enq.pid));
+      push('deqRss', rssBytes(deq.pid));
+      const [em, dm] = await Promise.all([scrape(`http://127.0.0.1:${enqueuerPort}/metrics`), scrape(`http://127.0.0.1:${dequeuerPorts[0]}/metrics`)]);
+      if (em) {
+        push('enqLag', metricValue(em, 'nodejs_eventloop_lag_p99_seconds'));
+        push('corr', metricValue(em, 'gw_reply_correlation_inflight'));
+      }
+      if (dm) push('deqLag', metricValue(dm, 'nodejs_eventloop_lag_p99_seconds'));
+      await sleep(S.soakSampleMs);
+    }
+  })();
+  const result = await httpLoad({
+    url: serviceUrl, connections: S.connections, amount: S.soakRequests, maxDurationS: S.soakMaxS,
+    headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200, ...(ratePerS ? { overallRatePerS: ratePerS } : {}),
+  });
+  running = false;
+  await sampler;
+  const totalMs = result.durationS * 1000;
+  await sleep(1000);
+  const corrAfter = metricValue((await scrape(`http://127.0.0.1:${enqueuerPort}/metrics`)) ?? '', 'gw_reply_correlation_inflight');
+  record('soak', result);
+  const mib = (v: number | undefined): string => (v === undefined ? '?' : `${(v / 2 ** 20).toFixed(0)} MiB`);
+  const at = (k: string, f: number): number | undefined => {
+    const s = series[k]!.filter((x) => Math.abs(x.atMs - f * totalMs) <= 0.05 * totalMs).map((x) => x.value).sort((a, b) => a - b);
+    return s.length ? s[s.length >> 1] : undefined;
+  };
+  const pct = (g: number | undefined): string => (g === undefined ? 'n/a' : `${g >= 0 ? '+' : ''}${(g * 100).toFixed(1)}%`);
+  const checks: RatioRow[] = [];
+  const notes: string[] = [`${result.count} requests in ${result.durationS.toFixed(0)} s${ratePerS ? ` at a target rate of ${ratePerS}/s` : ''}, ${result.errors} errors.`];
+  for (const [k, label] of [['enqRss', 'enqueuer RSS'], ['deqRss', 'dequeuer RSS']] as const) {
+    const g = growthBetween(series[k]!, totalMs, 0.25, 0.95);
+    checks.push({ label: `soak: ${label} growth 25% → 100%`, value: g, target: '≤ 10%', met: g === undefined ? undefined : g <= 0.1, display: pct(g) });
+    notes.push(`${label}: ${mib(at(k, 0.25))} at 25%, ${mib(at(k, 0.95))} at the end (${pct(g)}).`);
+  }
+  const ms = (v: number | undefined): string => (v === undefined ? '?' : `${(v * 1000).toFixed(1)} ms`);
+  notes.push(`event-loop lag p99: enqueuer ${ms(at('enqLag', 0.25))} at 25% → ${ms(at('enqLag', 0.95))} at the end; dequeuer ${ms(at('deqLag', 0.25))} → ${ms(at('deqLag', 0.95))}.`);
+  const corrMax = series.corr!.reduce((m, s) => Math.max(m, s.value), 0);
+  notes.push(`correlation map: ≤ ${corrMax} entries during the run (64 clients), ${corrAfter ?? '?'} after it.`);
+  checks.push({ label: 'soak: correlation map empty after the run', value: corrAfter, target: '= 0', met: corrAfter === undefined ? undefined : corrAfter === 0, display: String(corrAfter ?? 'n/a') });
+  finish('soak', { notes, checks });
+}
+
+function waitForLine(child: Child, needle: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${child.name} not ready within ${timeoutMs} ms:\n${child.tail()}`)), timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      if (chunk.toString('utf8').includes(needle)) {
+        clearTimeout(timer);
+        child.process.stdout!.off('data', onData);
+        resolvePromise();
+      }
+    };
+    child.process.stdout!.on('data', onData);
+    void child.exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`${child.name} exited:\n${child.tail()}`));
+    });
+  });
+}
+
+async function teardown(): Promise<void> {
+  await group.stopAll(20_000);
+  await deleteBenchObjects(url, prefix, topology).catch((err: unknown) => log(`could not delete broker objects: ${(err as Error).message}`));
+  await broker.node?.destroy();
+}
+
+const startedAt = new Date();
+let failed = false;
+try {
+  if (args.profile) mkdirSync(profileDir, { recursive: true });
+  await runAll();
+} catch (err) {
+  failed = true;
+  log(`bench failed: ${(err as Error).stack ?? String(err)}`);
+} finally {
+  await teardown();
+}
+if (interrupted) process.exit(130);
+
+const ordered = ALL.filter((n) => reports.has(n)).map((n) => reports.get(n)!);
+const machine = {
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: totalmem() / 2 ** 30,
+  node: process.version,
+  rabbitmq: await brokerVersion(url).catch(() => 'unknown'),
+  os: `${type()} ${release()}`,
+  date: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
+  command: [
+    ...['BENCH_DURATION_S', 'BENCH_RUNS', 'BENCH_SOAK_REQUESTS'].filter((k) => process.env[k]).map((k) => `${k}=${process.env[k]}`),
+    `npm run bench${quick || args.scenario ? ' --' : ''}${quick ? ' --quick' : ''}${args.scenario ? ` --scenario ${[...selected].join(',')}` : ''}`,
+  ].join(' '),
+  quick,
+};
+mkdirSync(outDir, { recursive: true });
+mkdirSync(dirname(svgPath), { recursive: true });
+const limits = readFileSync(join(ROOT, 'bench/what-limits-it.md'), 'utf8');
+writeFileSync(mdPath, renderBenchmarksMd(machine, ordered, limits, relative(dirname(mdPath), svgPath)));
+writeFileSync(svgPath, renderLatencySvg(ordered));
+process.stdout.write(`\n${renderTable(ordered)}\n\n${renderRatios(computeRatios(ordered))}\n\n`);
+for (const r of ordered) for (const n of r.notes ?? []) process.stdout.write(`- ${r.name}: ${n}\n`);
+log(`wrote ${relative(ROOT, mdPath)} and ${relative(ROOT, svgPath)} in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
+
+if (args.profile) {
+  for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))) {
+    const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as CpuProfile;
+    process.stdout.write(`\nprofile ${file}:\n`);
+    for (const t of topSelfTime(profile, 15)) process.stdout.write(`  ${t.percent.toFixed(1).padStart(5)}%  ${t.fn}  ${t.where}\n`);
+    process.stdout.write(`  by area: ${selfTimeByArea(profile).slice(0, 8).map((a) => `${a.area} ${a.percent.toFixed(0)}%`).join(', ')}\n`);
+  }
+}
+const anyFailed = ordered.some((r) => r.status === 'failed');
+process.exit(failed || anyFailed ? 1 : 0);

@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import { topSelfTime, type CpuProfile } from '../../bench/lib/cpu-profile.ts';
+import { computeRatios, niceCeil, renderLatencySvg, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
+import { growthBetween, median, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
+
+const run = (throughputPerS: number, p50Ms?: number, p99Ms?: number, errors = 0): RunResult => ({ throughputPerS, p50Ms, p99Ms, errors, count: throughputPerS * 10, durationS: 10 });
+const ok = (name: string, runs: RunResult[], kind: 'baseline' | 'scenario' = 'scenario'): ScenarioReport => ({ name, title: `${name} title`, kind, status: 'ok', summary: summarize(runs) });
+
+/**
+ * A minimal XML well-formedness check: one root, tags nested and closed in order, attributes
+ * quoted, no raw `<` or stray `&` in text. Enough to catch what string-built SVG gets wrong.
+ */
+function assertWellFormedXml(xml: string): void {
+  const body = xml.replace(/^<\?xml[^?]*\?>\s*/, '');
+  const stack: string[] = [];
+  let roots = 0;
+  const token = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|([^<]+)/gy;
+  let m: RegExpExecArray | null;
+  let pos = 0;
+  while ((m = token.exec(body)) !== null) {
+    pos = token.lastIndex;
+    const [, closing, name, , selfClosing, text] = m;
+    if (text !== undefined) {
+      expect(text.replace(/&(amp|lt|gt|quot|apos);/g, '')).not.toMatch(/[&>]/);
+      if (stack.length === 0) expect(text.trim()).toBe('');
+      continue;
+    }
+    if (closing) expect(stack.pop()).toBe(name);
+    else {
+      if (stack.length === 0) roots++;
+      if (!selfClosing) stack.push(name!);
+    }
+  }
+  expect(pos).toBe(body.length);
+  expect(stack).toEqual([]);
+  expect(roots).toBe(1);
+}
+
+describe('bench statistics', () => {
+  it('median of odd and even counts, min-max, without reordering the input', () => {
+    const values = [5, 1, 3];
+    expect(median(values)).toBe(3);
+    expect(values).toEqual([5, 1, 3]);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(minMax([4, -1, 9])).toEqual({ min: -1, max: 9 });
+    expect(() => median([])).toThrow();
+  });
+
+  it('nearest-rank percentiles', () => {
+    const sorted = Float64Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentileOfSorted(sorted, 50)).toBe(50);
+    expect(percentileOfSorted(sorted, 99)).toBe(99);
+    expect(percentileOfSorted(sorted, 100)).toBe(100);
+    expect(percentileOfSorted([], 50)).toBeUndefined();
+  });
+
+  it('summarizes runs: median and min-max throughput, median percentiles, summed errors', () => {
+    const s = summarize([run(100, 2, 10, 1), run(300, 4, 30), run(200, 3, 20, 2)]);
+    expect(s).toEqual({ runs: 3, throughputMedianPerS: 200, throughputMinPerS: 100, throughputMaxPerS: 300, p50Ms: 3, p99Ms: 20, errors: 3 });
+    expect(summarize([run(50)]).p99Ms).toBeUndefined();
+  });
+
+  it('ratio is undefined without a positive base', () => {
+    expect(ratio(80, 100)).toBe(0.8);
+    expect(ratio(80, 0)).toBeUndefined();
+    expect(ratio(undefined, 100)).toBeUndefined();
+  });
+
+  it('growth compares the medians around two points of the run', () => {
+    const samples = Array.from({ length: 101 }, (_, i) => ({ atMs: i * 10, value: i < 50 ? 100 : 110 }));
+    samples[25] = { atMs: 250, value: 1000 }; // one spike does not decide it
+    expect(growthBetween(samples, 1000, 0.25, 1)).toBeCloseTo(0.1);
+    expect(growthBetween([], 1000, 0.25, 1)).toBeUndefined();
+  });
+});
+
+describe('bench report', () => {
+  const reports: ScenarioReport[] = [
+    ok('direct', [run(10_000, 3, 9)], 'baseline'),
+    ok('raw-rpc', [run(4000, 10, 20), run(4200, 11, 22), run(3800, 12, 24)], 'baseline'),
+    ok('raw-publish', [run(9000, 4, 12)], 'baseline'),
+    ok('sync', [run(3300, 15, 30), run(3400, 16, 32), run(3200, 17, 34)]),
+    { name: 'accept-stopped', title: 'accept', kind: 'scenario', status: 'not-available', reason: 'enqueuer answered 200 | not 202' },
+  ];
+
+  it('computes the issue 7 ratios from the medians and marks what is met', () => {
+    const rows = computeRatios(reports);
+    const byLabel = new Map(rows.map((r) => [r.label, r]));
+    expect(byLabel.get('sync throughput vs raw RPC')!.value).toBeCloseTo(3300 / 4000);
+    expect(byLabel.get('sync throughput vs raw RPC')!.met).toBe(true);
+    expect(byLabel.get('sync p99 vs raw RPC p99')!.value).toBeCloseTo(32 / 22);
+    expect(byLabel.get('sync p99 vs raw RPC p99')!.met).toBe(true);
+    expect(byLabel.get('async accept (dequeuer stopped) vs raw publish')!).toMatchObject({ value: undefined, met: undefined });
+    expect(byLabel.get('sync errors')!.met).toBe(true);
+    expect(byLabel.get('sync throughput vs direct HTTP')!.value).toBeCloseTo(0.33);
+  });
+
+  it('fails a target that is missed', () => {
+    const slow = [...reports.filter((r) => r.name !== 'sync'), ok('sync', [run(2000, 30, 60, 4)])];
+    const byLabel = new Map(computeRatios(slow).map((r) => [r.label, r]));
+    expect(byLabel.get('sync throughput vs raw RPC')!.met).toBe(false);
+    expect(byLabel.get('sync p99 vs raw RPC p99')!.met).toBe(false);
+    expect(byLabel.get('sync errors')!.met).toBe(false);
+  });
+
+  it('renders a markdown table with one row per scenario and escaped cells', () => {
+    const table = renderTable(reports);
+    const lines = table.split('\n');
+    expect(lines).toHaveLength(2 + reports.length);
+    expect(lines[0]).toMatch(/^\| scenario \| what \| runs \| throughput/);
+    expect(lines.find((l) => l.startsWith('| sync |'))).toBe('| sync | sync title | 3 | 3,300 (3,200–3,400) | 16 | 32 | 0 |');
+    expect(lines.find((l) => l.startsWith('| raw-rpc'))).toContain('| 4,000 (3,800–4,200) | 11 | 22 | 0 |');
+    expect(table).toContain('not available: enqueuer answered 200 \\| not 202');
+    for (const line of lines) expect(line.split(/(?<!\\)\|/).length).toBe(9);
+  });
+
+  it('renders the latency chart as well-formed SVG with one bar per scenario that has latencies', () => {
+    const svg = renderLatencySvg([...reports, ok('drain <&>', [run(3000)])]);
+    assertWellFormedXml(svg);
+    expect(svg).toContain('<svg xmlns="http://www.w3.org/2000/svg"');
+    expect(svg.match(/class="bar"/g)).toHaveLength(4);
+    expect(svg.match(/class="p50"/g)).toHaveLength(4);
+    expect(svg).not.toContain('drain <&>');
+  });
+
+  it('escapes scenario names inside the SVG', () => {
+    const svg = renderLatencySvg([ok('a<b & "c"', [run(1, 1, 2)])]);
+    assertWellFormedXml(svg);
+    expect(svg).toContain(xmlEscape('a<b & "c"'));
+  });
+
+  it('rounds the axis up to 1, 2, 2.5 or 5 times a power of ten', () => {
+    expect(niceCeil(33)).toBe(50);
+    expect(niceCeil(165)).toBe(200);
+    expect(niceCeil(2.2)).toBe(2.5);
+    expect(niceCeil(0)).toBe(1);
+  });
+});
+
+describe('cpu profile summary', () => {
+  it('adds up self time per function from samples and time deltas', () => {
+    const profile: CpuProfile = {
+      startTime: 0,
+      endTime: 4000,
+      nodes: [
+        { id: 1, callFrame: { functionName: '(root)', url: '', lineNumber: -1 } },
+        { id: 2, callFrame: { functionName: 'encodeTable', url: 'file:///x/node_modules/amqplib/lib/codec.js', lineNumber: 70 } },
+        { id: 3, callFrame: { functionName: 'encodeTable', url: 'file:///x/node_modules/amqplib/lib/codec.js', lineNumber: 70 } },
+        { id: 4, callFrame: { functionName: 'handler', url: 'file:///repo/enqueuer/routes/services.ts', lineNumber: 37 } },
+      ],
+      samples: [2, 3, 4, 2],
+      timeDeltas: [1000, 1000, 1000, 1000],
+    };
+    const top = topSelfTime(profile);
+    expect(top[0]).toMatchObject({ fn: 'encodeTable', where: 'node_modules/amqplib/lib/codec.js:71', selfMs: 3, percent: 75 });
+    expect(top[1]).toMatchObject({ fn: 'handler', where: 'enqueuer/routes/services.ts:38', selfMs: 1 });
+  });
+});
