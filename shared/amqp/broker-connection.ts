@@ -111,12 +111,17 @@ export class BrokerConnection extends EventEmitter {
     const o = this.#options;
     let conn: ChannelModel | undefined;
     try {
-      conn = await connect(withHeartbeat(o.url, o.heartbeatS ?? 10), {
-        noDelay: true,
-        timeout: o.connectTimeoutMs ?? 5000,
-        clientProperties: { connection_name: `${o.role}@${hostname()}` },
-        ...o.tls,
-      });
+      conn = await withTimeout(
+        connect(withHeartbeat(o.url, o.heartbeatS ?? 10), {
+          noDelay: true,
+          timeout: o.connectTimeoutMs ?? 5000,
+          clientProperties: { connection_name: `${o.role}@${hostname()}` },
+          ...o.tls,
+        }),
+        // A broker that is starting or stopping can accept TCP and never finish the AMQP
+        // handshake; without this bound the reconnect loop would wait forever.
+        (o.connectTimeoutMs ?? 5000) * 2,
+      );
       if ((this.#state as ConnectionState) === 'closed') {
         await conn.close().catch(() => {});
         return;
@@ -206,6 +211,30 @@ export class BrokerConnection extends EventEmitter {
     this.#connection = undefined;
     if (conn) await conn.close().catch(() => {});
   }
+}
+
+/** Rejects after `ms`; a connection that arrives later is closed. */
+function withTimeout(pending: Promise<ChannelModel>, ms: number): Promise<ChannelModel> {
+  return new Promise((resolve, reject) => {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      reject(new Error(`AMQP handshake not complete within ${ms} ms`));
+    }, ms);
+    pending.then(
+      (conn) => {
+        clearTimeout(timer);
+        if (expired) {
+          conn.on('error', () => {});
+          void conn.close().catch(() => {});
+        } else resolve(conn);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 /** Adds `heartbeat=<s>` to the URL unless it already sets one. */
