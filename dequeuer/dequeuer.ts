@@ -44,6 +44,8 @@ export class Dequeuer implements Lifecycle {
   #consumers: QueueConsumer[] = [];
   /** Job consumers by service: paused while that service's breaker is open. */
   #workConsumers = new Map<string, QueueConsumer>();
+  #consumerMeta = new Map<QueueConsumer, { service: string; kind: 'rpc' | 'work' }>();
+  #syncChain: Promise<void> = Promise.resolve();
   #server: Server | undefined;
   #state: State = 'idle';
   #stopping: Promise<void> | undefined;
@@ -63,16 +65,18 @@ export class Dequeuer implements Lifecycle {
       this.downstreams.set(service, downstream);
       this.metrics.breakerState.set({ service }, 0);
       const logger = this.#logger.child({ service });
-      this.#consumers.push(
-        new QueueConsumer({
+      const rpc = new QueueConsumer({
+          startPaused: true,
           queue: this.topology.names.rpcQueue(service),
           prefetch: config.services[service]!.rpc.prefetch,
           logger,
           onHandlerError: (err) => this.#onHandlerError(err),
           handler: createRpcHandler({ downstream, metrics: this.metrics, logger, reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
-        }),
-      );
+        });
+      this.#consumers.push(rpc);
+      this.#consumerMeta.set(rpc, { service, kind: 'rpc' });
       const work = new QueueConsumer({
+        startPaused: true,
         queue: this.topology.names.workQueue(service),
         prefetch: config.services[service]!.work.prefetch,
         logger,
@@ -84,13 +88,12 @@ export class Dequeuer implements Lifecycle {
           metrics: this.metrics,
           logger,
           maxResultBytes: config.maxResultBytes,
-          onBreakerOpen: () => {
-            if (downstream.state === 'open' && !work.paused) void work.pause();
-          },
+          onBreakerOpen: () => this.#syncConsumption(),
         }),
       });
       this.#workConsumers.set(service, work);
       this.#consumers.push(work);
+      this.#consumerMeta.set(work, { service, kind: 'work' });
     }
 
     this.#publishConn = new BrokerConnection({
@@ -116,7 +119,10 @@ export class Dequeuer implements Lifecycle {
       role: 'dequeuer-consume',
       setup: async (connection) => {
         await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
+        // Consumers attach paused: nothing is pulled while replies, events and retry copies
+        // could not be published (that would answer nobody and lose retries).
         for (const c of this.#consumers) await c.attach(connection);
+        this.#syncConsumption();
       },
     });
     for (const conn of [this.#publishConn, this.#consumeConn]) {
@@ -132,6 +138,8 @@ export class Dequeuer implements Lifecycle {
     this.#consumeConn.on('down', () => {
       for (const c of this.#consumers) c.detach();
     });
+    this.#publishConn.on('up', () => this.#syncConsumption());
+    this.#publishConn.on('down', () => this.#syncConsumption());
   }
 
   get state(): State {
@@ -155,15 +163,32 @@ export class Dequeuer implements Lifecycle {
     this.metrics.breakerState.set({ service }, BREAKER_GAUGE[state]);
     this.metrics.breakerTransitions.inc({ service, to: state });
     this.#logger.warn({ service, breaker: state, retryAfterS }, 'circuit breaker state changed');
-    const work = this.#workConsumers.get(service);
-    if (work && this.#state === 'running') {
-      const change = state === 'open' ? work.pause() : state === 'half-open' ? work.resume(1) : work.resume();
-      change.catch((err: unknown) => this.#logger.warn({ err, service }, 'could not change job consumption after a breaker transition'));
-    }
+    this.#syncConsumption();
     const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
     this.#publisher
       ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' })
       .catch(() => {});
+  }
+
+  /**
+   * Brings every consumer to the state it should be in: consuming only while running with the
+   * publish connection up; job consumers also not while their breaker is open, and with prefetch 1
+   * while it is half-open. Serialized, so overlapping transitions apply in order.
+   */
+  #syncConsumption(): void {
+    this.#syncChain = this.#syncChain
+      .then(async () => {
+        const publishUp = this.#publishConn.state === 'connected';
+        for (const c of this.#consumers) {
+          const { service, kind } = this.#consumerMeta.get(c)!;
+          const breaker = this.downstreams.get(service)!.state;
+          const want = this.#state === 'running' && publishUp && !(kind === 'work' && breaker === 'open');
+          if (!want) {
+            if (!c.paused) await c.pause();
+          } else await c.resume(kind === 'work' && breaker === 'half-open' ? 1 : undefined);
+        }
+      })
+      .catch((err: unknown) => this.#logger.warn({ err }, 'could not change consumption'));
   }
 
   #sendReply(replyTo: string, correlationId: string, reply: ReplyEnvelope): void {
@@ -204,6 +229,7 @@ export class Dequeuer implements Lifecycle {
       this.#server!.listen(this.config.port, this.config.host, () => resolve());
     });
     this.#setState('running');
+    this.#syncConsumption();
     this.#logger.info({ port: this.port, services: this.config.consume }, 'dequeuer started');
   }
 
@@ -245,7 +271,8 @@ export class Dequeuer implements Lifecycle {
 
   async #stop(): Promise<void> {
     this.#setState('draining');
-    await Promise.all(this.#consumers.map((c) => c.pause()));
+    this.#syncConsumption();
+    await this.#syncChain;
     const drained = await Promise.all(this.#consumers.map((c) => c.idle(this.config.shutdownGraceMs)));
     if (drained.includes(false)) this.#logger.warn('shutdown grace over: unfinished deliveries go back to their queues');
     const errors: unknown[] = [];

@@ -16,6 +16,8 @@ export interface QueueConsumerOptions {
   logger: Logger;
   /** A handler threw (a bug): counted, logged, and the delivery rejected. */
   onHandlerError: (err: unknown) => void;
+  /** Attach without consuming until {@link QueueConsumer.resume}. @default false */
+  startPaused?: boolean;
 }
 
 /**
@@ -38,6 +40,7 @@ export class QueueConsumer {
   constructor(options: QueueConsumerOptions) {
     this.queue = options.queue;
     this.#options = options;
+    this.#paused = options.startPaused ?? false;
   }
 
   get inflight(): number {
