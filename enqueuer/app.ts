@@ -23,12 +23,22 @@ function routeLabel(req: Request): string {
 }
 
 function httpMetrics(metrics: EnqueuerMetrics): RequestHandler {
+  // Label children cached by their (bounded) label values: no label hashing per request.
+  const children = new Map<string, { count: { inc(): void }; duration: { observe(v: number): void } }>();
   return (req, res, next) => {
     const start = process.hrtime.bigint();
     res.once('finish', () => {
-      const labels = { route: routeLabel(req), method: KNOWN_METHODS.has(req.method) ? req.method : 'OTHER', status: String(res.statusCode) };
-      metrics.httpRequests.inc(labels);
-      metrics.httpDuration.observe(labels, Number(process.hrtime.bigint() - start) / 1e9);
+      const route = routeLabel(req);
+      const method = KNOWN_METHODS.has(req.method) ? req.method : 'OTHER';
+      const key = `${route} ${method} ${res.statusCode}`;
+      let child = children.get(key);
+      if (!child) {
+        const labels = { route, method, status: String(res.statusCode) };
+        child = { count: metrics.httpRequests.labels(labels), duration: metrics.httpDuration.labels(labels) };
+        children.set(key, child);
+      }
+      child.count.inc();
+      child.duration.observe(Number(process.hrtime.bigint() - start) / 1e9);
     });
     next();
   };
