@@ -32,6 +32,11 @@ export class MemoryJobStore implements JobStore {
     return this.#entries.size;
   }
 
+  /** Index members held (live and not yet compacted). */
+  get indexed(): number {
+    return this.#indexed;
+  }
+
   async apply(event: JobEvent): Promise<JobRecord> {
     const key = keyOf(event.tenant, event.jobId);
     const current = this.#live(key);
