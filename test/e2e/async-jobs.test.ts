@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
+import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { breakerEventRoutingKey, encodeEvent, type BreakerEvent } from '../../shared/events.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { readSse, until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
@@ -146,5 +149,32 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     }, 15_000, 100);
     expect(Buffer.from(job.result!.bodyBase64, 'base64').toString()).toBe('slow');
     expect(stack.demo.callsByKey().get(jobId!)).toBe(1);
+  });
+
+  it('sheds sync requests with 503 and Retry-After while the breaker is open, yet still accepts async jobs', async () => {
+    const conn = await connect(url);
+    const ch = await conn.createConfirmChannel();
+    const breaker = async (state: BreakerEvent['state'], retryAfterS: number): Promise<void> => {
+      const e: BreakerEvent = { v: 1, kind: 'breaker', service: 'echo', state, retryAfterS, at: Date.now() };
+      ch.publish(stack.topology.names.eventsExchange, breakerEventRoutingKey('echo'), encodeEvent(e), { messageId: randomUUID() });
+      await ch.waitForConfirms();
+    };
+    try {
+      await breaker('open', 5);
+      await until(() => stack.enqueuer.breakers.stateOf('echo') === 'open' || undefined);
+      const calls = stack.demo.calls.length;
+      const shed = await fetch(`${stack.baseUrl}/v1/services/echo/echo`, { method: 'POST', body: 'x' });
+      expect(shed.status).toBe(503);
+      expect(((await shed.json()) as { code: string }).code).toBe('GW_ERR_BREAKER_OPEN');
+      expect(Number(shed.headers.get('retry-after'))).toBeGreaterThanOrEqual(4);
+      expect(Number(shed.headers.get('retry-after'))).toBeLessThanOrEqual(5);
+      expect(stack.demo.calls.length).toBe(calls);
+      expect((await post('/echo', 'queued while open')).status).toBe(202);
+      await breaker('closed', 0);
+      await until(() => stack.enqueuer.breakers.stateOf('echo') === 'closed' || undefined);
+      expect((await fetch(`${stack.baseUrl}/v1/services/echo/echo`, { method: 'POST', body: 'x' })).status).toBe(200);
+    } finally {
+      await conn.close();
+    }
   });
 });
