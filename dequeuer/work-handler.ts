@@ -52,7 +52,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
 
   const emit = (env: RequestEnvelope, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
     const publisher = deps.publisher();
-    const e: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service, at: Date.now(), requestId: env.requestId, ...event };
+    const e: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId, ...event };
     if (env.traceparent) e.traceparent = env.traceparent;
     if (!publisher) {
       logger.warn({ jobId: env.jobId, state: e.state }, 'job event dropped: publish connection down');

@@ -5,6 +5,7 @@ import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { requestId } from './http/request-id.ts';
 import type { EnqueuerMetrics } from './metrics.ts';
 import { healthRouter, type Readiness } from './routes/health.ts';
+import { jobsRouter } from './routes/jobs.ts';
 import { servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
 
 export interface AppDeps extends ServicesRouteDeps {
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics));
   app.use(healthRouter(deps.readiness, deps.registry));
   app.use(servicesRouter(deps));
+  app.use(jobsRouter(deps));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

@@ -28,6 +28,32 @@ const enqueuerEnvShape = {
   PUBLISH_WINDOW: envInt(1, 100_000, 1024),
   /** How long a stop waits for in-flight requests (ms). @default 10000 */
   SHUTDOWN_GRACE_MS: envInt(0, 600_000, 10_000),
+  /** Redis for the job store and idempotency keys (several replicas); unset = in-memory. @default unset */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+  /** Prefix of every Redis key. @default <GW_PREFIX>: */
+  REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).optional(),
+  /** Jobs the in-memory store keeps at most (least recently used evicted first). @default 100000 */
+  JOB_STORE_MAX_JOBS: envInt(100, 10_000_000, 100_000),
+  /** How long a finished job stays readable (ms). @default 86400000 (24 h) */
+  JOB_TTL_MS: envInt(1000, 30 * 86_400_000, 86_400_000),
+  /** How long an unfinished job is kept after its last event (ms). @default 604800000 (7 d) */
+  JOB_ACTIVE_TTL_MS: envInt(1000, 90 * 86_400_000, 7 * 86_400_000),
+  /** Largest `limit` of `GET /v1/jobs`. @default 100 */
+  JOBS_LIST_MAX_LIMIT: envInt(1, 1000, 100),
+  /** Lifetime of an Idempotency-Key's stored answer (ms). @default 86400000 (24 h) */
+  IDEMPOTENCY_TTL_MS: envInt(100, 30 * 86_400_000, 86_400_000),
+  /** Idempotency keys the in-memory store keeps at most. @default 100000 */
+  IDEMPOTENCY_MAX_KEYS: envInt(100, 10_000_000, 100_000),
+  /** How long a duplicate waits for the original request still in flight before 409 (ms). @default 10000 */
+  IDEMPOTENCY_WAIT_MS: envInt(0, 600_000, 10_000),
+  /** Period of the expiry sweeper of the in-memory stores (ms). @default 60000 */
+  SWEEP_INTERVAL_MS: envInt(100, 3_600_000, 60_000),
+  /** Concurrent server-sent-event streams per replica; beyond it 429. @default 1000 */
+  SSE_MAX_CONNECTIONS: envInt(0, 100_000, 1000),
+  /** Heartbeat comment period on SSE streams (ms). @default 15000 */
+  SSE_HEARTBEAT_MS: envInt(100, 600_000, 15_000),
+  /** Bound of each replica's event queue (messages; oldest dropped beyond it). @default 100000 */
+  EVENTS_QUEUE_MAX_LENGTH: envInt(100, 10_000_000, 100_000),
 };
 
 /** Everything the enqueuer reads, validated and frozen. */
@@ -49,6 +75,19 @@ export interface EnqueuerConfig {
   publishTimeoutMs: number;
   publishWindow: number;
   shutdownGraceMs: number;
+  redisUrl: string | undefined;
+  redisKeyPrefix: string;
+  jobStoreMaxJobs: number;
+  jobTtlMs: number;
+  jobActiveTtlMs: number;
+  jobsListMaxLimit: number;
+  idempotencyTtlMs: number;
+  idempotencyMaxKeys: number;
+  idempotencyWaitMs: number;
+  sweepIntervalMs: number;
+  sseMaxConnections: number;
+  sseHeartbeatMs: number;
+  eventsQueueMaxLength: number;
 }
 
 export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
@@ -71,6 +110,19 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     publishWindow: e.PUBLISH_WINDOW,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX ?? `${e.GW_PREFIX}:`,
+    jobStoreMaxJobs: e.JOB_STORE_MAX_JOBS,
+    jobTtlMs: e.JOB_TTL_MS,
+    jobActiveTtlMs: e.JOB_ACTIVE_TTL_MS,
+    jobsListMaxLimit: e.JOBS_LIST_MAX_LIMIT,
+    idempotencyTtlMs: e.IDEMPOTENCY_TTL_MS,
+    idempotencyMaxKeys: e.IDEMPOTENCY_MAX_KEYS,
+    idempotencyWaitMs: e.IDEMPOTENCY_WAIT_MS,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    sseMaxConnections: e.SSE_MAX_CONNECTIONS,
+    sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
+    eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
   });
 }
 

@@ -1,15 +1,26 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { GatewayError } from '../shared/errors.ts';
+import { encodeEvent, jobEventRoutingKey, type JobEvent } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
+import { BreakerBoard } from './events/breaker-board.ts';
+import { EventsConsumer } from './events/events-consumer.ts';
+import { JobEventHub } from './events/job-event-hub.ts';
+import { MemoryIdempotencyStore, type IdempotencyStore } from './jobs/idempotency-store.ts';
+import type { JobStore } from './jobs/job-store.ts';
+import { MemoryJobStore } from './jobs/memory-job-store.ts';
+import { RedisIdempotencyStore } from './jobs/redis-idempotency-store.ts';
+import { RedisJobStore } from './jobs/redis-job-store.ts';
 import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { ReplyRouter } from './replies.ts';
 import type { Readiness } from './routes/health.ts';
@@ -29,6 +40,13 @@ export class Enqueuer implements Lifecycle {
   readonly registry: Registry;
   readonly metrics: EnqueuerMetrics;
   readonly replies: ReplyRouter;
+  readonly jobs: JobStore;
+  readonly idempotency: IdempotencyStore;
+  readonly hub = new JobEventHub();
+  readonly breakers = new BreakerBoard();
+  readonly events: EventsConsumer;
+  #redis: Redis | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
@@ -48,7 +66,7 @@ export class Enqueuer implements Lifecycle {
       publishWindow: config.publishWindow,
       isBlocked: () => this.#broker.blocked,
       logger: this.#logger,
-      onPublish: (outcome) => this.metrics.publishes.inc({ kind: 'sync', outcome }),
+      onPublish: (outcome, kind) => this.metrics.publishes.inc({ kind, outcome }),
       onLateReply: () => this.metrics.lateReplies.inc(),
     });
     this.metrics = createEnqueuerMetrics(this.registry, {
@@ -66,7 +84,42 @@ export class Enqueuer implements Lifecycle {
         await this.replies.attach(connection);
       },
     });
+    const limits = { maxJobs: config.jobStoreMaxJobs, terminalTtlMs: config.jobTtlMs, activeTtlMs: config.jobActiveTtlMs, scanBudget: Math.max(500, 10 * config.jobsListMaxLimit) };
+    if (config.redisUrl) {
+      // Commands fail fast while Redis is away (typed 503) instead of queueing without bound.
+      this.#redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: 'gw-enqueuer' });
+      this.#redis.on('error', (err: Error) => this.#logger.warn({ err: err.message }, 'redis connection error'));
+      this.jobs = new RedisJobStore(this.#redis, config.redisKeyPrefix, limits);
+      this.idempotency = new RedisIdempotencyStore(this.#redis, config.redisKeyPrefix);
+    } else {
+      this.jobs = new MemoryJobStore(limits);
+      this.idempotency = new MemoryIdempotencyStore(config.idempotencyMaxKeys);
+    }
+    this.events = new EventsConsumer({
+      url: config.rabbitmqUrl,
+      heartbeatS: config.heartbeatS,
+      ...(config.tls ? { tls: config.tls } : {}),
+      logger: this.#logger,
+      exchange: this.topology.names.eventsExchange,
+      maxLength: config.eventsQueueMaxLength,
+      onJob: (e) => this.#onJobEvent(e),
+      onBreaker: (e) => this.breakers.apply(e),
+      onInvalid: () => this.metrics.unhandledErrors.inc(),
+    });
     this.#wireBrokerEvents();
+  }
+
+  /** Waiters and streams hear the event at once; the store applies it in the background (monotonic). */
+  #onJobEvent(e: JobEvent): void {
+    this.hub.emit(e);
+    this.jobs.apply(e).catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant, state: e.state }, 'job event not applied to the store'));
+  }
+
+  /** Publishes `queued` for the other replicas (each applies it; this one already has). */
+  #announceQueued(e: JobEvent): void {
+    this.replies
+      .publish(this.topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
+      .catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant }, 'queued event not published'));
   }
 
   get state(): State {
@@ -100,6 +153,8 @@ export class Enqueuer implements Lifecycle {
       broker: connected ? true : (this.#broker.lastError ?? this.#broker.state),
       notBlocked: !this.#broker.blocked,
       replyChannels: this.replies.openChannels > 0,
+      // Not gating: jobs are still accepted safely, only their status view lags.
+      events: this.events.connection.state === 'connected' ? true : (this.events.connection.lastError ?? this.events.connection.state),
     };
     return { ready: this.#state === 'running' && connected && !this.#broker.blocked && this.replies.openChannels > 0, checks };
   }
@@ -129,12 +184,26 @@ export class Enqueuer implements Lifecycle {
       registry: this.registry,
       logger: this.#logger,
       readiness: () => this.readiness(),
+      jobs: this.jobs,
+      idempotency: this.idempotency,
+      hub: this.hub,
+      breakers: this.breakers,
+      announceQueued: (e) => this.#announceQueued(e),
       tenantOf: () => DEFAULT_TENANT,
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
     });
     const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, app);
     this.#server = server;
+    if (this.#redis) {
+      await this.#redis.connect().catch((err: unknown) => this.#logger.error({ err }, 'redis not reachable at start-up; job requests answer 503 until it is'));
+    }
+    this.#sweeper = setInterval(() => {
+      for (const store of [this.jobs, this.idempotency]) {
+        store.sweep().catch((err: unknown) => this.#logger.warn({ err }, 'sweep failed'));
+      }
+    }, this.config.sweepIntervalMs).unref();
+    this.events.start();
     this.#broker.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -148,8 +217,8 @@ export class Enqueuer implements Lifecycle {
   }
 
   /** Resolves once connected to the broker with the topology in place. */
-  waitUntilReady(timeoutMs = 30_000): Promise<void> {
-    return this.#broker.waitUntilUp(timeoutMs);
+  async waitUntilReady(timeoutMs = 30_000): Promise<void> {
+    await Promise.all([this.#broker.waitUntilUp(timeoutMs), this.events.waitUntilUp(timeoutMs)]);
   }
 
   /** Drain (readyz false, new requests 503, wait for in-flight up to the grace) then close. Idempotent. */
@@ -170,7 +239,19 @@ export class Enqueuer implements Lifecycle {
       ]);
     }
     const errors: unknown[] = [];
-    for (const step of [() => this.replies.close(), () => this.#broker.close()]) {
+    clearInterval(this.#sweeper);
+    const redis = this.#redis;
+    const steps = [
+      () => this.replies.close(),
+      () => this.#broker.close(),
+      () => this.events.close(),
+      () => this.jobs.close(),
+      () => this.idempotency.close(),
+      async () => {
+        if (redis && redis.status !== 'end') await redis.quit().then(() => undefined, () => redis.disconnect());
+      },
+    ];
+    for (const step of steps) {
       await step().catch((err: unknown) => errors.push(err));
     }
     server?.closeAllConnections();

@@ -4,6 +4,9 @@ import { ConfirmPublisher, type PublishOutcome } from '../shared/amqp/confirm-pu
 import { decodeReply, type PublishOptions, type ReplyEnvelope } from '../shared/envelope.ts';
 import { GatewayError } from '../shared/errors.ts';
 
+/** What a publish carried, for the `kind` label of `gw_publish_total`. */
+export type PublishKind = 'sync' | 'async' | 'event';
+
 /** RabbitMQ's direct reply-to pseudo-queue. */
 export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
 
@@ -30,7 +33,8 @@ export interface ReplyRouterOptions {
   publishWindow: number;
   isBlocked: () => boolean;
   logger: Logger;
-  onPublish: (outcome: PublishOutcome) => void;
+  /** One call per publish: its outcome and whether it was a sync request or an async job. */
+  onPublish: (outcome: PublishOutcome, kind: PublishKind) => void;
   onLateReply: () => void;
 }
 
@@ -80,7 +84,7 @@ export class ReplyRouter {
       timeoutMs: this.#options.publishTimeoutMs,
       maxPending: this.#options.publishWindow,
       isBlocked: this.#options.isBlocked,
-      onOutcome: this.#options.onPublish,
+      onOutcome: (outcome, tag) => this.#options.onPublish(outcome, (tag as PublishKind | undefined) ?? 'sync'),
     });
     const rc = new ReplyChannel(channel, publisher);
     channel.on('error', (err: Error) => this.#options.logger.warn({ err }, 'reply channel error'));
@@ -156,7 +160,7 @@ export class ReplyRouter {
       const entry: PendingReply = { settle };
       rc.pending.set(id, entry);
       rc.publisher
-        .publish(exchange, routingKey, content, { ...options, correlationId: id, replyTo: DIRECT_REPLY_TO })
+        .publish(exchange, routingKey, content, { ...options, correlationId: id, replyTo: DIRECT_REPLY_TO }, 'sync')
         .catch((err: Error) => settle(err));
     });
   }
@@ -165,10 +169,10 @@ export class ReplyRouter {
    * Publishes without waiting for a reply (async jobs, events): resolves once the broker confirmed,
    * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout.
    */
-  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions): Promise<void> {
+  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions, kind: PublishKind = 'async'): Promise<void> {
     const rc = this.#pick();
     if (!rc) return Promise.reject(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 }));
-    return rc.publisher.publish(exchange, routingKey, content, options);
+    return rc.publisher.publish(exchange, routingKey, content, options, kind);
   }
 
   #pick(): ReplyChannel | undefined {

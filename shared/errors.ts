@@ -29,6 +29,7 @@ export const ERRORS = {
   GW_ERR_BROKER_BLOCKED: { status: 503, title: 'Message broker is blocking publishers (resource alarm)' },
   GW_ERR_UNROUTABLE: { status: 503, title: 'Message could not be routed (topology missing)' },
   GW_ERR_SHUTTING_DOWN: { status: 503, title: 'Shutting down' },
+  GW_ERR_STORE_UNAVAILABLE: { status: 503, title: 'Job store unavailable' },
   GW_ERR_REPLY_TIMEOUT: { status: 504, title: 'No reply within the wait' },
   GW_ERR_DOWNSTREAM_TIMEOUT: { status: 504, title: 'Downstream service timed out' },
   GW_ERR_DEADLINE_EXCEEDED: { status: 504, title: 'Deadline passed before the request could be processed' },

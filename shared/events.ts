@@ -37,6 +37,13 @@ export interface JobEvent {
   attempt: number;
   /** Epoch ms of the transition. */
   at: number;
+  /** Epoch ms the job was first published (the envelope's `enqueuedAt`); orders job lists. */
+  enqueuedAt?: number;
+  /**
+   * Set on events of a job an operator replayed from the DLQ: only such an event may move a job out
+   * of a terminal state.
+   */
+  replay?: boolean;
   requestId?: string;
   traceparent?: string;
   error?: JobError;

@@ -1,12 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../../shared/config/services.ts';
 import { encodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../../shared/envelope.ts';
+import type { JobEvent } from '../../shared/events.ts';
 import { GatewayError } from '../../shared/errors.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
 import type { EnqueuerConfig } from '../config.ts';
+import type { BreakerBoard } from '../events/breaker-board.ts';
+import type { JobEventHub } from '../events/job-event-hub.ts';
+import { parseIdempotencyKey, requestFingerprint, type IdempotencyStore } from '../jobs/idempotency-store.ts';
+import { answerJob, responseHeaders, sendAccepted } from '../jobs/job-answer.ts';
+import type { JobRecord } from '../jobs/job-record.ts';
+import type { JobStore } from '../jobs/job-store.ts';
 import { forwardedTarget, pickHeaders, validTraceparent } from '../http/forward.ts';
 import { parsePrefer } from '../http/prefer.ts';
 import { readRawBody } from '../http/raw-body.ts';
@@ -19,6 +25,12 @@ export interface ServicesRouteDeps {
   replies: ReplyRouter;
   metrics: EnqueuerMetrics;
   logger: Logger;
+  jobs: JobStore;
+  idempotency: IdempotencyStore;
+  hub: JobEventHub;
+  breakers: BreakerBoard;
+  /** Tells the other replicas about a job the broker just confirmed (fire and forget). */
+  announceQueued: (e: JobEvent) => void;
   /** Resolves the tenant of a request (authentication lands in a later issue). */
   tenantOf: (req: Request) => string;
   /** Fails while the enqueuer drains or the broker is out of reach. */
@@ -30,10 +42,17 @@ export interface ServicesRouteDeps {
 /** Methods forwarded downstream. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
-/** `ANY /v1/services/:service/*path`: forwards the request through RabbitMQ and answers with the reply. */
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `ANY /v1/services/:service/*path`: forwards the request through RabbitMQ. Sync by default (waits
+ * for the reply); with `Prefer: respond-async` a persistent job answered 202 once the broker
+ * confirmed it. An `Idempotency-Key` makes a repeat return the original answer without publishing.
+ */
 export function servicesRouter(deps: ServicesRouteDeps): Router {
   const router = Router();
-  const { config, topology, replies, metrics } = deps;
+  const { config, topology, replies, metrics, jobs, idempotency } = deps;
+  const claimTtlMs = config.maxWaitMs + config.publishTimeoutMs + 5000;
 
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
@@ -42,47 +61,128 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     if (!METHODS.has(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED');
     const { path, query } = forwardedTarget(req.originalUrl, `/v1/services/${service}`);
     const prefer = parsePrefer(req.headers.prefer);
-    const waitMs = prefer.waitS === undefined ? config.defaultWaitMs : Math.min(prefer.waitS * 1000, config.maxWaitMs);
+    const mode = prefer.respondAsync ? 'async' : 'sync';
+    const idemKey = parseIdempotencyKey(req.headers['idempotency-key']);
+    const waitMs = prefer.waitS === undefined ? (mode === 'sync' ? config.defaultWaitMs : undefined) : Math.min(prefer.waitS * 1000, config.maxWaitMs);
+    const tenant = deps.tenantOf(req);
     deps.assertAccepting();
     const body = await readRawBody(req, config.bodyLimitBytes);
+    const applied = [...(mode === 'async' ? ['respond-async'] : []), ...(prefer.waitS !== undefined ? [`wait=${Math.ceil(waitMs! / 1000)}`] : [])];
+    if (applied.length) res.setHeader('preference-applied', applied.join(', '));
+
+    const fingerprint = idemKey === undefined ? '' : requestFingerprint({ mode, method: req.method, service, path, query, body });
+    if (idemKey !== undefined && !(await claimOrReplay(res, service, tenant, idemKey, fingerprint, waitMs, svc))) return;
+
     const now = Date.now();
     const env: RequestEnvelope = {
       jobId: randomUUID(),
       requestId: req.id,
       service,
-      mode: 'sync',
+      mode,
       method: req.method,
       path,
       query,
       headers: pickHeaders(req.headers, svc.forwardRequestHeaders),
-      tenant: deps.tenantOf(req),
-      deadline: now + waitMs,
+      tenant,
       attempt: 1,
       enqueuedAt: now,
       body,
     };
+    if (mode === 'sync') env.deadline = now + waitMs!;
     const traceparent = validTraceparent(req.headers.traceparent);
     if (traceparent) {
       env.traceparent = traceparent;
       if (typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
     }
-    if (prefer.waitS !== undefined) res.setHeader('preference-applied', `wait=${Math.ceil(waitMs / 1000)}`);
     res.setHeader('x-gw-job-id', env.jobId);
-
-    const gauge = metrics.syncInflight.labels(service);
-    gauge.inc();
     try {
-      const reply = await deps.track(
-        replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(service), body, encodeRequest(env, { expirationMs: waitMs }), waitMs),
-      );
-      sendReply(res, reply, svc);
+      if (mode === 'async') await acceptJob(res, env, waitMs, svc, idemKey, fingerprint);
+      else await callSync(res, env, waitMs!, svc, idemKey, fingerprint);
     } catch (err) {
-      if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(service).inc();
+      if (idemKey !== undefined && !res.headersSent) {
+        await idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
+      }
+      throw err;
+    }
+  });
+
+  /**
+   * Claims the key, or answers from what it holds: the original answer for the same request, 422
+   * for another request, and for one still in flight waits (polling) up to `idempotencyWaitMs`,
+   * then 409. Resolves true when this request owns the key and must run.
+   */
+  async function claimOrReplay(res: Response, service: string, tenant: string, key: string, fingerprint: string, waitMs: number | undefined, svc: Readonly<ServiceConfig>): Promise<boolean> {
+    const deadline = Date.now() + config.idempotencyWaitMs;
+    for (;;) {
+      const held = await idempotency.claim(tenant, key, fingerprint, claimTtlMs);
+      if (!held) return true;
+      if (held.fingerprint !== fingerprint) throw new GatewayError('GW_ERR_IDEMPOTENCY_KEY_REUSED');
+      const answer = held.answer;
+      if (answer?.kind === 'async') {
+        res.setHeader('x-gw-job-id', answer.jobId);
+        const record = await jobs.get(tenant, answer.jobId);
+        if (record) await answerJob(res, deps, record, waitMs, svc);
+        else sendAccepted(res, { id: answer.jobId, tenant, service, state: 'queued', attempt: 1, createdAt: 0, updatedAt: 0, rank: 0, terminal: false });
+        return false;
+      }
+      if (answer?.kind === 'sync') {
+        res.status(answer.status);
+        for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value);
+        res.setHeader('x-gw-job-id', answer.jobId);
+        res.end(Buffer.from(answer.bodyBase64, 'base64'));
+        return false;
+      }
+      if (Date.now() >= deadline || res.destroyed) {
+        throw new GatewayError('GW_ERR_IDEMPOTENCY_KEY_IN_USE', undefined, { retryAfterS: 1 });
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Publishes a persistent job; 202 (or its result within the wait) only after the broker confirmed. */
+  async function acceptJob(res: Response, env: RequestEnvelope, waitMs: number | undefined, svc: Readonly<ServiceConfig>, idemKey: string | undefined, fingerprint: string): Promise<void> {
+    const log = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: env.service };
+    await deps.track(replies.publish(topology.names.workExchange, topology.names.workRoutingKey(env.service), env.body, encodeRequest(env), 'async'));
+    metrics.jobsAccepted.labels(env.service).inc();
+    const queued: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId };
+    // From here on the job is accepted: store trouble is logged, never turned into an error answer.
+    let record: JobRecord | undefined;
+    try {
+      record = await jobs.apply(queued);
+    } catch (err) {
+      deps.logger.error({ err, ...log }, 'accepted job not recorded in the job store; its events will record it');
+    }
+    deps.announceQueued(queued);
+    if (idemKey !== undefined) {
+      await idempotency
+        .complete(env.tenant, idemKey, { fingerprint, answer: { kind: 'async', jobId: env.jobId } }, config.idempotencyTtlMs)
+        .catch((err: unknown) => deps.logger.error({ err, ...log }, 'idempotency answer not stored; duplicates get 409 until the claim expires'));
+    }
+    record ??= { id: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, createdAt: env.enqueuedAt, updatedAt: queued.at, rank: 4, terminal: false };
+    await answerJob(res, deps, record, waitMs, svc);
+  }
+
+  async function callSync(res: Response, env: RequestEnvelope, waitMs: number, svc: Readonly<ServiceConfig>, idemKey: string | undefined, fingerprint: string): Promise<void> {
+    const retryAfterS = deps.breakers.openRetryAfterS(env.service);
+    if (retryAfterS !== undefined) throw new GatewayError('GW_ERR_BREAKER_OPEN', `circuit of ${env.service} is open`, { retryAfterS });
+    const gauge = metrics.syncInflight.labels(env.service);
+    gauge.inc();
+    let reply: ReplyEnvelope;
+    try {
+      reply = await deps.track(replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(env.service), env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
+    } catch (err) {
+      if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(env.service).inc();
       throw err;
     } finally {
       gauge.dec();
     }
-  });
+    if (idemKey !== undefined && !reply.error && Number.isInteger(reply.status) && reply.status >= 200 && reply.status <= 599) {
+      const headers = Object.fromEntries(responseHeaders(reply.headers, svc));
+      const answer = { kind: 'sync' as const, jobId: env.jobId, status: reply.status, headers, bodyBase64: reply.body.toString('base64') };
+      await idempotency.complete(env.tenant, idemKey, { fingerprint, answer }, config.idempotencyTtlMs);
+    }
+    sendReply(res, reply, svc);
+  }
 
   return router;
 }
@@ -95,17 +195,7 @@ export function sendReply(res: Response, reply: ReplyEnvelope, svc: Readonly<Ser
   if (!Number.isInteger(reply.status) || reply.status < 200 || reply.status > 599) {
     throw new GatewayError('GW_ERR_DOWNSTREAM_BAD_RESPONSE', `downstream status ${reply.status}`);
   }
-  const headers: Array<[string, string]> = [];
-  for (const [name, value] of Object.entries(reply.headers)) {
-    if (!svc.forwardResponseHeaders.includes(name)) continue;
-    try {
-      validateHeaderName(name);
-      validateHeaderValue(name, value);
-    } catch {
-      throw new GatewayError('GW_ERR_DOWNSTREAM_BAD_RESPONSE', `downstream header ${JSON.stringify(name.slice(0, 64))} is invalid`);
-    }
-    headers.push([name, value]);
-  }
+  const headers = responseHeaders(reply.headers, svc);
   res.status(reply.status);
   for (const [name, value] of headers) res.setHeader(name, value);
   res.end(reply.body);

@@ -11,11 +11,12 @@ export interface ConfirmPublisherOptions {
   maxPending?: number;
   /** True while the broker blocks the connection (memory/disk alarm): publishes fail at once. */
   isBlocked?: () => boolean;
-  /** Called once per publish with its outcome (metrics). */
-  onOutcome?: (outcome: PublishOutcome) => void;
+  /** Called once per publish with its outcome and the publish's `tag` (metrics). */
+  onOutcome?: (outcome: PublishOutcome, tag: string | undefined) => void;
 }
 
 interface Pending {
+  tag: string | undefined;
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -52,22 +53,25 @@ export class ConfirmPublisher {
     return this.#closed;
   }
 
-  /** Publishes with `mandatory` and resolves once the broker confirmed it. */
-  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }): Promise<void> {
+  /**
+   * Publishes with `mandatory` and resolves once the broker confirmed it. `tag` is handed to
+   * `onOutcome` (e.g. the metrics label `kind`).
+   */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }, tag?: string): Promise<void> {
     const id = options.messageId;
-    if (this.#closed) return this.#fail('closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
+    if (this.#closed) return this.#fail('closed', tag, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
     if (this.#options.isBlocked?.()) {
-      return this.#fail('blocked', new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
+      return this.#fail('blocked', tag, new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
     }
     if (this.#pending.size >= this.#options.maxPending) {
-      return this.#fail('timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'too many unconfirmed publishes', { retryAfterS: 1 }));
+      return this.#fail('timeout', tag, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'too many unconfirmed publishes', { retryAfterS: 1 }));
     }
     if (this.#pending.has(id)) return Promise.reject(new Error(`duplicate in-flight messageId ${id}`));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#settle(id, 'timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 }));
       }, this.#options.timeoutMs);
-      this.#pending.set(id, { resolve, reject, timer });
+      this.#pending.set(id, { tag, resolve, reject, timer });
       try {
         this.channel.publish(exchange, routingKey, content, { ...options, mandatory: true }, (err: unknown) => {
           if (err) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
@@ -81,8 +85,8 @@ export class ConfirmPublisher {
     });
   }
 
-  #fail(outcome: PublishOutcome, err: GatewayError): Promise<never> {
-    this.#options.onOutcome?.(outcome);
+  #fail(outcome: PublishOutcome, tag: string | undefined, err: GatewayError): Promise<never> {
+    this.#options.onOutcome?.(outcome, tag);
     return Promise.reject(err);
   }
 
@@ -92,7 +96,7 @@ export class ConfirmPublisher {
     this.#pending.delete(id);
     this.#returned.delete(id);
     clearTimeout(p.timer);
-    this.#options.onOutcome?.(outcome);
+    this.#options.onOutcome?.(outcome, p.tag);
     if (err) p.reject(err);
     else p.resolve();
   }

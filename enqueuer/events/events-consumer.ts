@@ -1,0 +1,97 @@
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { BrokerConnection } from '../../shared/amqp/broker-connection.ts';
+import { decodeEvent, type BreakerEvent, type JobEvent } from '../../shared/events.ts';
+
+export interface EventsConsumerOptions {
+  url: string;
+  heartbeatS: number;
+  tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
+  logger: Logger;
+  /** The `<prefix>.events` topic exchange. */
+  exchange: string;
+  /** Bound of this replica's event queue: past it the oldest events are dropped, not the broker's memory. */
+  maxLength: number;
+  onJob: (e: JobEvent) => void;
+  onBreaker: (e: BreakerEvent) => void;
+  /** An event that is not a v1 event (counted). */
+  onInvalid: () => void;
+}
+
+/**
+ * Consumes the events exchange on its own connection (R2: consuming never shares a connection
+ * with publishing, which a broker alarm would block). Each replica has its own exclusive,
+ * auto-delete, server-named queue bound to `job.#` and `breaker.#`, so every replica sees every
+ * event. Events missed while disconnected are not replayed: the next event of a job repairs its view.
+ */
+export class EventsConsumer {
+  readonly connection: BrokerConnection;
+  #o: EventsConsumerOptions;
+  #queue: string | undefined;
+
+  constructor(o: EventsConsumerOptions) {
+    this.#o = o;
+    this.connection = new BrokerConnection({
+      url: o.url,
+      role: 'enqueuer-events',
+      heartbeatS: o.heartbeatS,
+      logger: o.logger,
+      ...(o.tls ? { tls: o.tls } : {}),
+      setup: (connection) => this.#setup(connection),
+    });
+  }
+
+  /** Name of the current server-named queue (for tests and logs). */
+  get queue(): string | undefined {
+    return this.#queue;
+  }
+
+  start(): void {
+    this.connection.start();
+  }
+
+  waitUntilUp(timeoutMs: number): Promise<void> {
+    return this.connection.waitUntilUp(timeoutMs);
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+
+  async #setup(connection: ChannelModel): Promise<void> {
+    const channel = await connection.createChannel();
+    channel.on('error', (err: Error) => this.#o.logger.warn({ err }, 'events channel error'));
+    channel.on('close', () => {
+      // A channel-level close with the connection still up would leave us deaf: close the
+      // connection so BrokerConnection reconnects and runs this setup again.
+      if (this.connection.connection === connection) void connection.close().catch(() => {});
+    });
+    const q = await channel.assertQueue('', {
+      exclusive: true,
+      autoDelete: true,
+      durable: false,
+      arguments: { 'x-max-length': this.#o.maxLength, 'x-overflow': 'drop-head' },
+    });
+    await channel.bindQueue(q.queue, this.#o.exchange, 'job.#');
+    await channel.bindQueue(q.queue, this.#o.exchange, 'breaker.#');
+    await channel.consume(q.queue, (msg) => this.#onMessage(msg), { noAck: true });
+    this.#queue = q.queue;
+    this.#o.logger.info({ queue: q.queue, exchange: this.#o.exchange }, 'consuming job and breaker events');
+  }
+
+  #onMessage(msg: ConsumeMessage | null): void {
+    if (msg === null) return;
+    const e = decodeEvent(msg.content);
+    if (!e) {
+      this.#o.onInvalid();
+      this.#o.logger.warn({ routingKey: msg.fields.routingKey, messageId: msg.properties.messageId }, 'ignored an event that is not a v1 event');
+      return;
+    }
+    try {
+      if (e.kind === 'job') this.#o.onJob(e);
+      else this.#o.onBreaker(e);
+    } catch (err) {
+      this.#o.logger.error({ err, kind: e.kind, service: e.service }, 'event handler failed');
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import { GatewayError } from '../../shared/errors.ts';
+import { TERMINAL_STATES, type JobError, type JobEvent, type JobResult, type JobState } from '../../shared/events.ts';
+
+/** A job as the status API shows it, built only from its transitions. */
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  service: string;
+  state: JobState;
+  /** Attempt of the latest transition (1-based). */
+  attempt: number;
+  /** Epoch ms the job was first published; lists are ordered by it. */
+  createdAt: number;
+  /** Epoch ms of the latest applied transition. */
+  updatedAt: number;
+  /** Epoch ms of the first `running`. */
+  startedAt?: number;
+  /** Epoch ms the job reached a terminal state. */
+  finishedAt?: number;
+  /** For `retrying`: when the next attempt is due. */
+  nextAttemptAt?: number;
+  /** The latest failure (kept after a later success, so the history stays visible). */
+  error?: JobError;
+  /** The latest downstream answer. */
+  result?: JobResult;
+  requestId?: string;
+  /** Order of transitions: `attempt * 4 + phase` (queued 0, running 1, retrying 2, terminal 3). */
+  rank: number;
+  terminal: boolean;
+}
+
+/** What one transition writes: fields to set, fields set only if absent, fields to remove. */
+export interface JobPatch {
+  rank: number;
+  terminal: boolean;
+  replay: boolean;
+  set: Partial<JobRecord>;
+  setIfAbsent: Partial<JobRecord>;
+  del: Array<keyof JobRecord>;
+}
+
+const PHASE: Record<JobState, number> = { queued: 0, running: 1, retrying: 2, succeeded: 3, failed: 3, dead: 3 };
+
+/** Rank of a transition: later transitions of a job have a higher rank. */
+export function rankOf(state: JobState, attempt: number): number {
+  return attempt * 4 + PHASE[state];
+}
+
+/**
+ * Whether a transition may change a job: never out of a terminal state (unless it is a replay),
+ * never back to an earlier or equal rank (out-of-order or duplicate events).
+ */
+export function shouldApply(current: Pick<JobRecord, 'rank' | 'terminal'> | undefined, patch: Pick<JobPatch, 'rank' | 'replay'>): boolean {
+  if (!current) return true;
+  if (patch.replay) return true;
+  return !current.terminal && patch.rank > current.rank;
+}
+
+/** The patch one event writes; the same for every store so they behave alike. */
+export function eventPatch(e: JobEvent): JobPatch {
+  const terminal = TERMINAL_STATES.has(e.state);
+  const rank = rankOf(e.state, e.attempt);
+  const set: Partial<JobRecord> = { state: e.state, attempt: e.attempt, updatedAt: e.at, rank, terminal };
+  if (e.error) set.error = e.error;
+  if (e.result) set.result = e.result;
+  if (e.nextAttemptAt !== undefined) set.nextAttemptAt = e.nextAttemptAt;
+  if (terminal) set.finishedAt = e.at;
+  const setIfAbsent: Partial<JobRecord> = { id: e.jobId, tenant: e.tenant, service: e.service, createdAt: e.enqueuedAt ?? e.at };
+  if (e.requestId) setIfAbsent.requestId = e.requestId;
+  if (e.state === 'running') setIfAbsent.startedAt = e.at;
+  const del: Array<keyof JobRecord> = [];
+  if (e.state !== 'retrying') del.push('nextAttemptAt');
+  if (!terminal) del.push('finishedAt');
+  return { rank, terminal, replay: e.replay === true, set, setIfAbsent, del };
+}
+
+/** Applies a patch to a record (or creates one); returns undefined when the patch must not apply. */
+export function applyPatch(current: JobRecord | undefined, patch: JobPatch): JobRecord | undefined {
+  if (!shouldApply(current, patch)) return undefined;
+  const next = { ...patch.setIfAbsent, ...current, ...patch.set } as JobRecord;
+  for (const field of patch.del) delete next[field];
+  return next;
+}
+
+/** The public view of a job (no internal ordering fields). */
+export function jobView(r: JobRecord): Record<string, unknown> {
+  const { rank: _rank, terminal: _terminal, tenant: _tenant, ...view } = r;
+  return { ...view, location: `/v1/jobs/${r.id}` };
+}
+
+/**
+ * Index member of a job: zero-padded creation time then id, so lexicographic order is creation
+ * order and ties break by id (Redis `ZREVRANGEBYLEX` and the memory index use the same order).
+ */
+export function indexMember(createdAt: number, id: string): string {
+  return `${String(Math.max(0, Math.floor(createdAt))).padStart(15, '0')}:${id}`;
+}
+
+export function memberId(member: string): string {
+  return member.slice(16);
+}
+
+const MEMBER = /^\d{15}:[\x21-\x7e]{1,200}$/;
+
+/** Opaque cursor of a list page: the index member of the last job scanned. */
+export function encodeCursor(member: string): string {
+  return Buffer.from(member).toString('base64url');
+}
+
+/** Decodes a cursor; a malformed one is a 400. */
+export function decodeCursor(cursor: string): string {
+  const member = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (!MEMBER.test(member)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid cursor');
+  return member;
+}
+
+/** A list query, validated. */
+export interface ListQuery {
+  service?: string;
+  state?: JobState;
+  limit: number;
+  /** Index member to continue after (exclusive), from {@link decodeCursor}. */
+  after?: string;
+}
+
+export interface ListPage {
+  jobs: JobRecord[];
+  /** Cursor of the next page; absent at the end. */
+  next?: string;
+}
+
+/** Whether a record matches a list query's filters. */
+export function matchesQuery(r: JobRecord, q: ListQuery): boolean {
+  return (q.service === undefined || r.service === q.service) && (q.state === undefined || r.state === q.state);
+}

@@ -1,0 +1,161 @@
+import { Router, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { GatewayError } from '../../shared/errors.ts';
+import { JOB_STATES, TERMINAL_STATES, type JobEvent, type JobState } from '../../shared/events.ts';
+import { SERVICE_NAME_PATTERN } from '../../shared/topology/names.ts';
+import type { EnqueuerConfig } from '../config.ts';
+import type { JobEventHub } from '../events/job-event-hub.ts';
+import { decodeCursor, jobView, rankOf, type ListQuery } from '../jobs/job-record.ts';
+import type { JobStore } from '../jobs/job-store.ts';
+
+export interface JobsRouteDeps {
+  config: EnqueuerConfig;
+  jobs: JobStore;
+  hub: JobEventHub;
+  logger: Logger;
+  tenantOf: (req: Request) => string;
+}
+
+/** Default page size of `GET /v1/jobs`. */
+export const DEFAULT_LIST_LIMIT = 20;
+
+/** Parses `GET /v1/jobs` query parameters; anything malformed is a 400, `limit` is capped. */
+export function parseListQuery(q: Record<string, unknown>, maxLimit: number): ListQuery {
+  const one = (name: string): string | undefined => {
+    const v = q[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new GatewayError('GW_ERR_BAD_REQUEST', `${name} must be given once`);
+    return v;
+  };
+  const out: ListQuery = { limit: DEFAULT_LIST_LIMIT };
+  const service = one('service');
+  if (service !== undefined) {
+    if (!SERVICE_NAME_PATTERN.test(service)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
+    out.service = service;
+  }
+  const state = one('state');
+  if (state !== undefined) {
+    if (!(JOB_STATES as readonly string[]).includes(state)) throw new GatewayError('GW_ERR_BAD_REQUEST', `state must be one of ${JOB_STATES.join(', ')}`);
+    out.state = state as JobState;
+  }
+  const limit = one('limit');
+  if (limit !== undefined) {
+    if (!/^\d{1,6}$/.test(limit) || Number(limit) < 1) throw new GatewayError('GW_ERR_BAD_REQUEST', 'limit must be a whole number ≥ 1');
+    out.limit = Math.min(Number(limit), maxLimit);
+  } else out.limit = Math.min(out.limit, maxLimit);
+  const cursor = one('cursor');
+  if (cursor !== undefined) out.after = decodeCursor(cursor);
+  return out;
+}
+
+/** The public form of a transition. */
+function eventView(e: JobEvent): Record<string, unknown> {
+  const { v: _v, kind: _kind, tenant: _tenant, ...view } = e;
+  return view;
+}
+
+/** `GET /v1/jobs/:id`, `GET /v1/jobs`, and the server-sent event streams. */
+export function jobsRouter(deps: JobsRouteDeps): Router {
+  const router = Router();
+  const { config, jobs, hub } = deps;
+  let streams = 0;
+
+  router.get('/v1/jobs', async (req, res) => {
+    const query = parseListQuery(req.query as Record<string, unknown>, config.jobsListMaxLimit);
+    const page = await jobs.list(deps.tenantOf(req), query);
+    if (page.next) {
+      const params = new URLSearchParams({ ...(query.service ? { service: query.service } : {}), ...(query.state ? { state: query.state } : {}), limit: String(query.limit), cursor: page.next });
+      res.setHeader('link', `</v1/jobs?${params}>; rel="next"`);
+    }
+    res.json({ jobs: page.jobs.map(jobView), ...(page.next ? { next: page.next } : {}) });
+  });
+
+  router.get('/v1/jobs/:id', async (req, res) => {
+    const job = await jobs.get(deps.tenantOf(req), req.params.id);
+    if (!job) throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
+    res.setHeader('cache-control', 'no-store');
+    res.json(jobView(job));
+  });
+
+  /** Opens an SSE response with heartbeats; returns a writer and registers cleanup on close. */
+  function openStream(req: Request, res: Response, cleanup: () => void): (event: string, data: unknown, id?: number) => void {
+    streams++;
+    res.status(200);
+    res.setHeader('content-type', 'text/event-stream');
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('x-accel-buffering', 'no');
+    res.flushHeaders();
+    res.write(`retry: 2000\n\n`);
+    const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), config.sseHeartbeatMs);
+    let closed = false;
+    res.once('close', () => {
+      if (closed) return;
+      closed = true;
+      streams--;
+      clearInterval(heartbeat);
+      cleanup();
+    });
+    return (event, data, id) => {
+      if (!res.writableEnded) res.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+  }
+
+  function assertStreamSlot(): void {
+    if (streams >= config.sseMaxConnections) throw new GatewayError('GW_ERR_TOO_MANY_INFLIGHT', 'too many event streams open', { retryAfterS: 5 });
+  }
+
+  /** One job: its current state first, then each later transition in order, closed after the final one. */
+  router.get('/v1/jobs/:id/events', async (req, res) => {
+    assertStreamSlot();
+    const tenant = deps.tenantOf(req);
+    const id = req.params.id;
+    const early: JobEvent[] = [];
+    // Subscribe before reading the store: a transition between the two is buffered, not lost.
+    let send = (e: JobEvent): void => void early.push(e);
+    const unsubscribe = hub.onJob(tenant, id, (e) => send(e));
+    let job;
+    try {
+      job = await jobs.get(tenant, id);
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    }
+    if (!job) {
+      unsubscribe();
+      throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
+    }
+    const write = openStream(req, res, unsubscribe);
+    let lastRank = job.rank;
+    let done = job.terminal;
+    write(job.state, jobView(job), job.rank);
+    send = (e) => {
+      const rank = rankOf(e.state, e.attempt);
+      if (!e.replay && (done || rank <= lastRank)) return;
+      lastRank = rank;
+      write(e.state, eventView(e), rank);
+      if (TERMINAL_STATES.has(e.state)) {
+        done = true;
+        res.end();
+      }
+    };
+    if (done) {
+      res.end();
+      return;
+    }
+    for (const e of early.splice(0)) send(e);
+  });
+
+  /** Every job transition of the caller's tenant (optionally `?service=`), as it happens. */
+  router.get('/v1/events', (req, res) => {
+    assertStreamSlot();
+    const service = req.query.service;
+    if (service !== undefined && (typeof service !== 'string' || !SERVICE_NAME_PATTERN.test(service))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
+    let write = (_event: string, _data: unknown): void => {};
+    const unsubscribe = hub.onTenant(deps.tenantOf(req), (e) => {
+      if (service === undefined || e.service === service) write(e.state, eventView(e));
+    });
+    write = openStream(req, res, unsubscribe);
+  });
+
+  return router;
+}
