@@ -14,7 +14,7 @@ import { assertTopology } from '../shared/topology/assert.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { DequeuerConfig } from './config.ts';
 import { Downstream, type BreakerState } from './downstream.ts';
-import { createDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
+import { createDequeuerMetrics, initDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
@@ -53,6 +53,7 @@ export class Dequeuer implements Lifecycle {
     this.#logger = options.logger.child({ component: 'dequeuer' });
     this.registry = options.registry ?? createRegistry({ app: 'dequeuer' });
     this.metrics = createDequeuerMetrics(this.registry);
+    initDequeuerMetrics(this.metrics, config.consume);
     this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
     const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
 
@@ -61,7 +62,6 @@ export class Dequeuer implements Lifecycle {
         onBreakerState: (svc, state, retryAfterS) => this.#onBreakerState(svc, state, retryAfterS),
       });
       this.downstreams.set(service, downstream);
-      this.metrics.breakerState.set({ service }, 0);
       const logger = this.#logger.child({ service });
       this.#consumers.push(
         new QueueConsumer({
@@ -99,7 +99,11 @@ export class Dequeuer implements Lifecycle {
       setup: async (connection) => {
         const confirm = await connection.createConfirmChannel();
         confirm.on('error', (err: Error) => this.#logger.warn({ err }, 'publish channel error'));
-        this.#publisher = new ConfirmPublisher(confirm, { timeoutMs: config.publishTimeoutMs, isBlocked: () => this.#publishConn.blocked });
+        this.#publisher = new ConfirmPublisher(confirm, {
+          timeoutMs: config.publishTimeoutMs,
+          isBlocked: () => this.#publishConn.blocked,
+          onOutcome: (outcome, kind) => this.metrics.publishes.inc({ kind, outcome }),
+        });
         confirm.on('close', () => {
           if (this.#publisher?.channel === confirm) this.#publisher = undefined;
         });
@@ -127,7 +131,6 @@ export class Dequeuer implements Lifecycle {
       conn.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
       conn.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
       conn.on('handler-error', (err: unknown) => this.#onHandlerError(err));
-      this.metrics.brokerConnected.set({ role }, 0);
     }
     this.#consumeConn.on('down', () => {
       for (const c of this.#consumers) c.detach();
@@ -162,7 +165,7 @@ export class Dequeuer implements Lifecycle {
     }
     const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
     this.#publisher
-      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' })
+      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
       .catch(() => {});
   }
 

@@ -59,7 +59,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       return;
     }
     publisher
-      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' })
+      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
       .catch((err: Error) => {
         // Unroutable just means no enqueuer listens right now.
         if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, jobId: env.jobId, state: e.state }, 'job event not confirmed');
@@ -67,7 +67,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   };
 
   /** Publishes a copy (retry or give-back) and resolves true once the broker confirmed it. */
-  const republish = async (copy: RequestEnvelope, delayMs: number): Promise<boolean> => {
+  const republish = async (copy: RequestEnvelope, delayMs: number, kind: 'retry' | 'giveback'): Promise<boolean> => {
     const publisher = deps.publisher();
     if (!publisher) return false;
     const units = Math.min(Math.ceil(delayMs / topology.delayUnitMs), MAX_DELAY_UNITS);
@@ -75,7 +75,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       ? [topology.names.workExchange, topology.names.workRoutingKey(service)]
       : [topology.names.delayLevel(DELAY_LEVELS - 1), delayRoutingKey(units, service)];
     try {
-      await publisher.publish(exchange, key, copy.body, encodeRequest(copy));
+      await publisher.publish(exchange, key, copy.body, encodeRequest(copy), kind);
       return true;
     } catch (err) {
       logger.warn({ err, jobId: copy.jobId, attempt: copy.attempt }, 'copy not confirmed; delivery goes back to the queue');
@@ -121,7 +121,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
         // Not an attempt: give the job back unchanged (a fresh copy at the tail, so no delivery count churns).
         metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
         deps.onBreakerOpen();
-        return (await republish(env, 0)) ? 'ack' : 'requeue';
+        return (await republish(env, 0, 'giveback')) ? 'ack' : 'requeue';
       }
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
@@ -144,7 +144,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
         return 'ack';
       case 'retry': {
         const copy: RequestEnvelope = { ...env, attempt: attempt + 1, lastError: error?.message ?? 'failed', firstFailedAt: env.firstFailedAt ?? Date.now() };
-        if (!(await republish(copy, decision.delayMs))) return 'requeue';
+        if (!(await republish(copy, decision.delayMs, 'retry'))) return 'requeue';
         metrics.retries.inc({ service });
         emit(env, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
         log.info({ delayMs: decision.delayMs, error: error?.message }, 'attempt failed; retry scheduled');

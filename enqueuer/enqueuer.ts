@@ -10,7 +10,7 @@ import { assertTopology } from '../shared/topology/assert.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
-import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
+import { createEnqueuerMetrics, initEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { ReplyRouter } from './replies.ts';
 import type { Readiness } from './routes/health.ts';
 
@@ -48,13 +48,14 @@ export class Enqueuer implements Lifecycle {
       publishWindow: config.publishWindow,
       isBlocked: () => this.#broker.blocked,
       logger: this.#logger,
-      onPublish: (outcome) => this.metrics.publishes.inc({ kind: 'sync', outcome }),
+      onPublish: (outcome, kind) => this.metrics.publishes.inc({ kind, outcome }),
       onLateReply: () => this.metrics.lateReplies.inc(),
     });
     this.metrics = createEnqueuerMetrics(this.registry, {
       publishPending: () => this.replies.publishPending,
       correlationInflight: () => this.replies.inflight,
     });
+    initEnqueuerMetrics(this.metrics, Object.keys(config.services));
     this.#broker = new BrokerConnection({
       url: config.rabbitmqUrl,
       role: 'enqueuer',
@@ -89,8 +90,6 @@ export class Enqueuer implements Lifecycle {
     this.#broker.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
     this.#broker.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
     this.#broker.on('handler-error', () => this.metrics.unhandledErrors.inc());
-    this.metrics.brokerConnected.set({ role }, 0);
-    this.metrics.brokerBlocked.set({ role }, 0);
   }
 
   readiness(): Readiness {

@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { ConfirmPublisher, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
+import { ConfirmPublisher, type PublishKind, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
 import { decodeReply, type PublishOptions, type ReplyEnvelope } from '../shared/envelope.ts';
 import { GatewayError } from '../shared/errors.ts';
 
@@ -30,7 +30,7 @@ export interface ReplyRouterOptions {
   publishWindow: number;
   isBlocked: () => boolean;
   logger: Logger;
-  onPublish: (outcome: PublishOutcome) => void;
+  onPublish: (outcome: PublishOutcome, kind: PublishKind) => void;
   onLateReply: () => void;
 }
 
@@ -156,19 +156,20 @@ export class ReplyRouter {
       const entry: PendingReply = { settle };
       rc.pending.set(id, entry);
       rc.publisher
-        .publish(exchange, routingKey, content, { ...options, correlationId: id, replyTo: DIRECT_REPLY_TO })
+        .publish(exchange, routingKey, content, { ...options, correlationId: id, replyTo: DIRECT_REPLY_TO }, 'sync')
         .catch((err: Error) => settle(err));
     });
   }
 
   /**
    * Publishes without waiting for a reply (async jobs, events): resolves once the broker confirmed,
-   * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout.
+   * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout. `kind`
+   * labels `gw_publish_total` (`async` for a job, `replay` for a DLQ replay, `event`).
    */
-  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions): Promise<void> {
+  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions, kind: PublishKind): Promise<void> {
     const rc = this.#pick();
     if (!rc) return Promise.reject(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 }));
-    return rc.publisher.publish(exchange, routingKey, content, options);
+    return rc.publisher.publish(exchange, routingKey, content, options, kind);
   }
 
   #pick(): ReplyChannel | undefined {
