@@ -69,7 +69,7 @@ export class Dequeuer implements Lifecycle {
           prefetch: config.services[service]!.rpc.prefetch,
           logger,
           onHandlerError: (err) => this.#onHandlerError(err),
-          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
+          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, queue: this.topology.names.rpcQueue(service), reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
         }),
       );
       const work = new QueueConsumer({

@@ -7,6 +7,7 @@ import { encodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../../s
 import { GatewayError } from '../../shared/errors.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
 import type { EnqueuerConfig } from '../config.ts';
+import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { forwardedTarget, pickHeaders, validTraceparent } from '../http/forward.ts';
 import { parsePrefer } from '../http/prefer.ts';
 import { readRawBody } from '../http/raw-body.ts';
@@ -27,6 +28,15 @@ export interface ServicesRouteDeps {
   track: <T>(work: Promise<T>) => Promise<T>;
 }
 
+/** Ids of the job a request created, in `res.locals.job`, so the error handler can log them. */
+export interface JobLogFields {
+  jobId: string;
+  requestId: string;
+  tenant: string;
+  service: string;
+  traceId: string;
+}
+
 /** Methods forwarded downstream. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
@@ -34,6 +44,11 @@ const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIO
 export function servicesRouter(deps: ServicesRouteDeps): Router {
   const router = Router();
   const { config, topology, replies, metrics } = deps;
+  // Span names and attributes per service, built once (no per-request allocation for them).
+  const spans = new Map(Object.keys(config.services).map((service) => [service, {
+    name: `${topology.names.workExchange} publish`,
+    attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'publish', 'messaging.destination.name': topology.names.workExchange, 'messaging.rabbitmq.destination.routing_key': topology.names.rpcRoutingKey(service), 'gw.service': service }),
+  }]));
 
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
@@ -61,11 +76,12 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
       enqueuedAt: now,
       body,
     };
-    const traceparent = validTraceparent(req.headers.traceparent);
-    if (traceparent) {
-      env.traceparent = traceparent;
-      if (typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
-    }
+    const clientTraceparent = validTraceparent(req.headers.traceparent);
+    if (clientTraceparent && typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
+    const span = spans.get(service)!;
+    const hop = startHop(span.name, SpanKind.PRODUCER, clientTraceparent, span.attributes);
+    env.traceparent = hop.traceparent;
+    res.locals.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, traceId: hop.traceId } satisfies JobLogFields;
     if (prefer.waitS !== undefined) res.setHeader('preference-applied', `wait=${Math.ceil(waitMs / 1000)}`);
     res.setHeader('x-gw-job-id', env.jobId);
 
@@ -76,8 +92,10 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
         replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(service), body, encodeRequest(env, { expirationMs: waitMs }), waitMs),
       );
       sendReply(res, reply, svc);
+      endHop(hop);
     } catch (err) {
       if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(service).inc();
+      endHop(hop, (err as GatewayError).code ?? 'error');
       throw err;
     } finally {
       gauge.dec();
