@@ -1,11 +1,18 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { PUBLISH_OUTCOMES, type PublishKind } from './amqp/confirm-publisher.ts';
 
+/**
+ * prom-client default gauges named like counters (`promtool check metrics` rejects a gauge ending in
+ * `_total`); each is the sum of a per-type gauge that stays (`nodejs_active_handles{type}` …).
+ */
+export const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+
 /** A fresh registry with the process's default metrics (event-loop lag, heap, GC …). */
 export function createRegistry(labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+  for (const name of DROPPED_DEFAULT_METRICS) registry.removeSingleMetric(name);
   return registry;
 }
 
