@@ -29,6 +29,7 @@ export interface DequeuerConfig {
   delayUnitMs: number;
   tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
   logLevel: string;
+  logBodies: boolean;
   services: Services;
   /** Services this process consumes. */
   consume: readonly string[];
@@ -53,6 +54,7 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
     delayUnitMs: e.DELAY_UNIT_MS,
     tls: readTls(e),
     logLevel: e.LOG_LEVEL,
+    logBodies: e.LOG_BODIES === 'true',
     services,
     consume,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

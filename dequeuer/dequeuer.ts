@@ -14,7 +14,7 @@ import { assertTopology } from '../shared/topology/assert.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { DequeuerConfig } from './config.ts';
 import { Downstream, type BreakerState } from './downstream.ts';
-import { createDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
+import { createDequeuerMetrics, initDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
@@ -55,6 +55,7 @@ export class Dequeuer implements Lifecycle {
     this.#logger = options.logger.child({ component: 'dequeuer' });
     this.registry = options.registry ?? createRegistry({ app: 'dequeuer' });
     this.metrics = createDequeuerMetrics(this.registry);
+    initDequeuerMetrics(this.metrics, config.consume);
     this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
     const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
 
@@ -63,7 +64,6 @@ export class Dequeuer implements Lifecycle {
         onBreakerState: (svc, state, retryAfterS) => this.#onBreakerState(svc, state, retryAfterS),
       });
       this.downstreams.set(service, downstream);
-      this.metrics.breakerState.set({ service }, 0);
       const logger = this.#logger.child({ service });
       const rpc = new QueueConsumer({
           startPaused: true,
@@ -71,7 +71,7 @@ export class Dequeuer implements Lifecycle {
           prefetch: config.services[service]!.rpc.prefetch,
           logger,
           onHandlerError: (err) => this.#onHandlerError(err),
-          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
+          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, queue: this.topology.names.rpcQueue(service), reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
         });
       this.#consumers.push(rpc);
       this.#consumerMeta.set(rpc, { service, kind: 'rpc' });
@@ -102,7 +102,11 @@ export class Dequeuer implements Lifecycle {
       setup: async (connection) => {
         const confirm = await connection.createConfirmChannel();
         confirm.on('error', (err: Error) => this.#logger.warn({ err }, 'publish channel error'));
-        this.#publisher = new ConfirmPublisher(confirm, { timeoutMs: config.publishTimeoutMs, isBlocked: () => this.#publishConn.blocked });
+        this.#publisher = new ConfirmPublisher(confirm, {
+          timeoutMs: config.publishTimeoutMs,
+          isBlocked: () => this.#publishConn.blocked,
+          onOutcome: (outcome, kind) => this.metrics.publishes.inc({ kind, outcome }),
+        });
         confirm.on('close', () => {
           if (this.#publisher?.channel === confirm) this.#publisher = undefined;
         });
@@ -133,7 +137,6 @@ export class Dequeuer implements Lifecycle {
       conn.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
       conn.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
       conn.on('handler-error', (err: unknown) => this.#onHandlerError(err));
-      this.metrics.brokerConnected.set({ role }, 0);
     }
     this.#consumeConn.on('down', () => {
       for (const c of this.#consumers) c.detach();
@@ -166,7 +169,7 @@ export class Dequeuer implements Lifecycle {
     this.#syncConsumption();
     const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
     this.#publisher
-      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' })
+      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
       .catch(() => {});
   }
 

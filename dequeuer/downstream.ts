@@ -42,7 +42,7 @@ export interface DownstreamEvents {
 export class Downstream {
   readonly service: string;
   readonly config: Readonly<ServiceConfig>;
-  readonly breaker: CircuitBreaker<[RequestEnvelope, number], DownstreamResponse>;
+  readonly breaker: CircuitBreaker<[RequestEnvelope, number, string | undefined], DownstreamResponse>;
   #pool: Pool;
   #basePath: string;
   #openedAt = 0;
@@ -53,7 +53,7 @@ export class Downstream {
     const url = new URL(config.url);
     this.#basePath = url.pathname.replace(/\/+$/, '');
     this.#pool = new Pool(url.origin, { connections: config.connections, keepAliveTimeout: 10_000 });
-    this.breaker = new CircuitBreaker((env: RequestEnvelope, timeoutMs: number) => this.#request(env, timeoutMs), {
+    this.breaker = new CircuitBreaker((env: RequestEnvelope, timeoutMs: number, traceparent: string | undefined) => this.#request(env, timeoutMs, traceparent), {
       timeout: false,
       volumeThreshold: config.breaker.volumeThreshold,
       errorThresholdPercentage: config.breaker.errorThresholdPercentage,
@@ -80,10 +80,13 @@ export class Downstream {
     return Math.max(1, Math.ceil(left / 1000));
   }
 
-  /** Calls the downstream through the breaker; resolves with any non-5xx response. */
-  async call(env: RequestEnvelope, timeoutMs: number): Promise<DownstreamResponse> {
+  /**
+   * Calls the downstream through the breaker; resolves with any non-5xx response. `traceparent`
+   * (this hop's span) is sent as the W3C header; default: the one the message carried.
+   */
+  async call(env: RequestEnvelope, timeoutMs: number, traceparent: string | undefined = env.traceparent): Promise<DownstreamResponse> {
     try {
-      return await this.breaker.fire(env, timeoutMs);
+      return await this.breaker.fire(env, timeoutMs, traceparent);
     } catch (err) {
       if (err instanceof DownstreamError) throw err;
       if ((err as { code?: string }).code === 'EOPENBREAKER') {
@@ -93,9 +96,9 @@ export class Downstream {
     }
   }
 
-  async #request(env: RequestEnvelope, timeoutMs: number): Promise<DownstreamResponse> {
+  async #request(env: RequestEnvelope, timeoutMs: number, traceparent: string | undefined): Promise<DownstreamResponse> {
     const headers: Record<string, string> = { ...env.headers, 'idempotency-key': env.jobId, 'x-request-id': env.requestId };
-    if (env.traceparent) headers.traceparent = env.traceparent;
+    if (traceparent) headers.traceparent = traceparent;
     if (env.tracestate) headers.tracestate = env.tracestate;
     const path = this.#basePath + env.path + (env.query ? `?${env.query}` : '');
     // A timer cleared when the call ends, not AbortSignal.timeout(): that one keeps its timer until

@@ -11,7 +11,7 @@ try {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(2);
 }
-const logger = createLogger({ level: config.logLevel, base: { app: 'dequeuer' } });
+const logger = createLogger({ level: config.logLevel, logBodies: config.logBodies, base: { app: 'dequeuer' } });
 const dequeuer = new Dequeuer(config, { logger });
 handleSignals(dequeuer, logger, () => dequeuer.metrics.unhandledErrors.inc());
 await dequeuer.start();

@@ -2,6 +2,7 @@ import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { decodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../shared/envelope.ts';
 import type { ErrorCode } from '../shared/errors.ts';
+import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
 import { DownstreamError, type Downstream, type DownstreamFailure } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
@@ -14,6 +15,8 @@ export interface RpcHandlerDeps {
   reply: ReplySender;
   metrics: DequeuerMetrics;
   logger: Logger;
+  /** The rpc queue's name (span names). */
+  queue: string;
 }
 
 const FAILURE_CODE: Record<DownstreamFailure, ErrorCode> = {
@@ -58,6 +61,8 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
   const inflight = metrics.inflight.labels(service, 'rpc');
   const expired = metrics.expired.labels(service);
   const duration = metrics.downstreamDuration.labels(service);
+  const processSpan = { name: `${deps.queue} process`, attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'process', 'messaging.destination.name': deps.queue, 'gw.service': service }) };
+  const callSpan = { name: `${service} call`, attributes: Object.freeze({ 'gw.service': service, 'server.address': new URL(downstream.config.url).host }) };
 
   return async (msg) => {
     consumed.inc();
@@ -78,26 +83,32 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     const remainingMs = (env.deadline ?? now + downstream.config.timeoutMs) - now;
     if (remainingMs <= 0) {
       expired.inc();
-      logger.debug({ service, jobId: env.jobId, requestId: env.requestId }, 'sync request expired before processing');
+      logger.debug({ service, jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
       return 'ack';
     }
     inflight.inc();
     const started = process.hrtime.bigint();
+    const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
+    const call = startHop(callSpan.name, SpanKind.CLIENT, consume.traceparent, callSpan.attributes);
     let reply: ReplyEnvelope;
     try {
-      const res = await downstream.call(env, Math.min(downstream.config.timeoutMs, remainingMs));
+      const res = await downstream.call(env, Math.min(downstream.config.timeoutMs, remainingMs), call.traceparent);
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(res.status) });
+      endHop(call);
       reply = res;
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(de.response?.status, de.kind === 'server_error' ? undefined : de.kind) });
+      endHop(call, de.kind);
       if (de.kind !== 'server_error' && de.kind !== 'breaker_open') {
-        logger.warn({ service, jobId: env.jobId, requestId: env.requestId, traceparent: env.traceparent, failure: de.kind, err: de.message }, 'downstream call failed');
+        const ids = { service, jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };
+        logger.warn({ ...ids, failure: de.kind, err: de.message }, 'downstream call failed');
       }
       reply = failureReply(de);
     } finally {
       if (downstream.state !== 'open') duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       inflight.dec();
+      endHop(consume);
     }
     if (replyTo) deps.reply(replyTo, env.jobId, reply);
     return 'ack';

@@ -6,6 +6,7 @@ import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/en
 import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
 import { delayRoutingKey, MAX_DELAY_UNITS, type Topology } from '../shared/topology/topology.ts';
 import { DELAY_LEVELS } from '../shared/topology/names.ts';
+import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
 import { decide, parseRetryAfterS, type AttemptOutcome } from './classify.ts';
 import { DownstreamError, type Downstream, type DownstreamResponse } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
@@ -23,6 +24,16 @@ export interface WorkHandlerDeps {
   maxResultBytes: number;
   /** The breaker refused a call: pause this service's job consumption. */
   onBreakerOpen: () => void;
+}
+
+/** The ids every log line about a job carries. */
+export interface JobLogIds {
+  jobId: string;
+  requestId: string;
+  tenant: string;
+  service: string;
+  attempt?: number;
+  traceId?: string;
 }
 
 /**
@@ -49,25 +60,28 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   const wait = metrics.queueWait.labels(service, 'work');
   const inflight = metrics.inflight.labels(service, 'work');
   const duration = metrics.downstreamDuration.labels(service);
+  const queue = topology.names.workQueue(service);
+  const processSpan = { name: `${queue} process`, attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'process', 'messaging.destination.name': queue, 'gw.service': service }) };
+  const callSpan = { name: `${service} call`, attributes: Object.freeze({ 'gw.service': service, 'server.address': new URL(downstream.config.url).host }) };
 
-  const emit = (env: RequestEnvelope, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
+  const emit = (env: RequestEnvelope, ids: JobLogIds, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
     const publisher = deps.publisher();
     const e: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId, ...event };
     if (env.traceparent) e.traceparent = env.traceparent;
     if (!publisher) {
-      logger.warn({ jobId: env.jobId, state: e.state }, 'job event dropped: publish connection down');
+      logger.warn({ ...ids, state: e.state }, 'job event dropped: publish connection down');
       return;
     }
     publisher
-      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' })
+      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
       .catch((err: Error) => {
         // Unroutable just means no enqueuer listens right now.
-        if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, jobId: env.jobId, state: e.state }, 'job event not confirmed');
+        if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, ...ids, state: e.state }, 'job event not confirmed');
       });
   };
 
   /** Publishes a copy (retry or give-back) and resolves true once the broker confirmed it. */
-  const republish = async (copy: RequestEnvelope, delayMs: number): Promise<boolean> => {
+  const republish = async (copy: RequestEnvelope, ids: JobLogIds, delayMs: number, kind: 'retry' | 'giveback'): Promise<boolean> => {
     const publisher = deps.publisher();
     if (!publisher) return false;
     const units = Math.min(Math.ceil(delayMs / topology.delayUnitMs), MAX_DELAY_UNITS);
@@ -75,10 +89,10 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       ? [topology.names.workExchange, topology.names.workRoutingKey(service)]
       : [topology.names.delayLevel(DELAY_LEVELS - 1), delayRoutingKey(units, service)];
     try {
-      await publisher.publish(exchange, key, copy.body, encodeRequest(copy));
+      await publisher.publish(exchange, key, copy.body, encodeRequest(copy), kind);
       return true;
     } catch (err) {
-      logger.warn({ err, jobId: copy.jobId, attempt: copy.attempt }, 'copy not confirmed; delivery goes back to the queue');
+      logger.warn({ err, ...ids, kind }, 'copy not confirmed; delivery goes back to the queue');
       return false;
     }
   };
@@ -94,34 +108,51 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       return 'reject';
     }
     const attempt = attemptOf(env, msg);
-    const log = logger.child({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt, traceparent: env.traceparent });
-    if (attempt === env.attempt) wait.observe(Math.max(0, Date.now() - env.enqueuedAt) / 1000);
+    if (attempt === env.attempt && env.attempt === 1) wait.observe(Math.max(0, Date.now() - env.enqueuedAt) / 1000);
     if (attempt > policy.maxAttempts) {
-      log.warn('attempts spent through redeliveries (worker crashed while holding it): dead-lettering');
-      emit(env, { state: 'dead', attempt, error: { code: 'redelivered', message: 'the worker stopped while processing this job too often' } });
+      const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, attempt };
+      const traceId = traceIdOf(env.traceparent);
+      if (traceId) ids.traceId = traceId;
+      logger.warn(ids, 'attempts spent through redeliveries (worker crashed while holding it): dead-lettering');
+      emit(env, ids, { state: 'dead', attempt, error: { code: 'redelivered', message: 'the worker stopped while processing this job too often' } });
       metrics.deadLetters.inc({ service, reason: 'exhausted' });
       metrics.dead.inc({ service });
       return 'reject';
     }
 
+    const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
+    const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, attempt, traceId: consume.traceId };
+    let disposition: Disposition = 'reject';
+    try {
+      disposition = await attemptJob(env, ids, attempt, consume.traceparent);
+      return disposition;
+    } finally {
+      endHop(consume, disposition === 'reject' ? 'dead-lettered' : undefined);
+    }
+  };
+
+  async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string): Promise<Disposition> {
     metrics.attempts.inc({ service });
-    emit(env, { state: 'running', attempt });
+    emit(env, ids, { state: 'running', attempt });
     inflight.inc();
     const started = process.hrtime.bigint();
+    const call = startHop(callSpan.name, SpanKind.CLIENT, parent, callSpan.attributes);
     let outcome: AttemptOutcome;
     let response: DownstreamResponse | undefined;
     let error: JobError | undefined;
     try {
-      response = await downstream.call(env, downstream.config.timeoutMs);
+      response = await downstream.call(env, downstream.config.timeoutMs, call.traceparent);
+      endHop(call);
       outcome = { kind: 'response', status: response.status, ...retryAfter(response) };
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(response.status) });
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
+      endHop(call, de.kind);
       if (de.kind === 'breaker_open') {
         // Not an attempt: give the job back unchanged (a fresh copy at the tail, so no delivery count churns).
         metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
         deps.onBreakerOpen();
-        return (await republish(env, 0)) ? 'ack' : 'requeue';
+        return (await republish(env, ids, 0, 'giveback')) ? 'ack' : 'requeue';
       }
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
@@ -139,25 +170,33 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     }
     switch (decision.action) {
       case 'succeed':
-        emit(env, { state: 'succeeded', attempt, ...(result ? { result } : {}) });
+        emit(env, ids, { state: 'succeeded', attempt, ...(result ? { result } : {}) });
         metrics.succeeded.inc({ service });
         return 'ack';
       case 'retry': {
         const copy: RequestEnvelope = { ...env, attempt: attempt + 1, lastError: error?.message ?? 'failed', firstFailedAt: env.firstFailedAt ?? Date.now() };
-        if (!(await republish(copy, decision.delayMs))) return 'requeue';
+        if (!(await republish(copy, ids, decision.delayMs, 'retry'))) return 'requeue';
         metrics.retries.inc({ service });
-        emit(env, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
-        log.info({ delayMs: decision.delayMs, error: error?.message }, 'attempt failed; retry scheduled');
+        emit(env, ids, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
+        logger.info({ ...ids, delayMs: decision.delayMs, error: error?.message, ...bodyField(response) }, 'attempt failed; retry scheduled');
         return 'ack';
       }
       case 'dead':
-        emit(env, { state: decision.reason === 'permanent' ? 'failed' : 'dead', attempt, ...(error ? { error } : {}), ...(result ? { result } : {}) });
+        emit(env, ids, { state: decision.reason === 'permanent' ? 'failed' : 'dead', attempt, ...(error ? { error } : {}), ...(result ? { result } : {}) });
         metrics.deadLetters.inc({ service, reason: decision.reason });
         metrics.dead.inc({ service });
-        log.warn({ reason: decision.reason, error: error?.message }, 'job dead-lettered');
+        logger.warn({ ...ids, reason: decision.reason, error: error?.message, ...bodyField(response) }, 'job dead-lettered');
         return 'reject';
     }
-  };
+  }
+}
+
+/**
+ * The start of a failed downstream answer's body under the key `body`, which the logger redacts
+ * unless LOG_BODIES=true (shared/logger.ts).
+ */
+export function bodyField(response: DownstreamResponse | undefined): { body?: string } {
+  return response && response.body.length > 0 ? { body: response.body.toString('utf8', 0, Math.min(response.body.length, 1024)) } : {};
 }
 
 function retryAfter(res: DownstreamResponse): { retryAfterS?: number } {

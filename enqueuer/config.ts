@@ -67,6 +67,7 @@ export interface EnqueuerConfig {
   delayUnitMs: number;
   tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
   logLevel: string;
+  logBodies: boolean;
   services: Services;
   bodyLimitBytes: number;
   defaultWaitMs: number;
@@ -102,6 +103,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     delayUnitMs: e.DELAY_UNIT_MS,
     tls: readTls(e),
     logLevel: e.LOG_LEVEL,
+    logBodies: e.LOG_BODIES === 'true',
     services: loadServices(env),
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     defaultWaitMs: Math.min(e.DEFAULT_WAIT_MS, e.MAX_WAIT_MS),

@@ -21,7 +21,7 @@ import type { JobStore } from './jobs/job-store.ts';
 import { MemoryJobStore } from './jobs/memory-job-store.ts';
 import { RedisIdempotencyStore } from './jobs/redis-idempotency-store.ts';
 import { RedisJobStore } from './jobs/redis-job-store.ts';
-import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
+import { createEnqueuerMetrics, initEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { ReplyRouter } from './replies.ts';
 import type { Readiness } from './routes/health.ts';
 
@@ -73,6 +73,7 @@ export class Enqueuer implements Lifecycle {
       publishPending: () => this.replies.publishPending,
       correlationInflight: () => this.replies.inflight,
     });
+    initEnqueuerMetrics(this.metrics, Object.keys(config.services));
     this.#broker = new BrokerConnection({
       url: config.rabbitmqUrl,
       role: 'enqueuer',
@@ -142,8 +143,6 @@ export class Enqueuer implements Lifecycle {
     this.#broker.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
     this.#broker.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
     this.#broker.on('handler-error', () => this.metrics.unhandledErrors.inc());
-    this.metrics.brokerConnected.set({ role }, 0);
-    this.metrics.brokerBlocked.set({ role }, 0);
   }
 
   readiness(): Readiness {

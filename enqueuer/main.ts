@@ -11,7 +11,7 @@ try {
   process.stderr.write(`${(err as Error).message}\n`);
   process.exit(2);
 }
-const logger = createLogger({ level: config.logLevel, base: { app: 'enqueuer' } });
+const logger = createLogger({ level: config.logLevel, logBodies: config.logBodies, base: { app: 'enqueuer' } });
 const enqueuer = new Enqueuer(config, { logger });
 handleSignals(enqueuer, logger, () => enqueuer.metrics.unhandledErrors.inc());
 await enqueuer.start();

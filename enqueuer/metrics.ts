@@ -1,17 +1,19 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { createCommonMetrics, type CommonMetrics } from '../shared/metrics.ts';
+import { createCommonMetrics, initCommonMetrics, initSeries, type CommonMetrics } from '../shared/metrics.ts';
 
 /** The enqueuer's metrics, declared together on an injected registry. */
 export interface EnqueuerMetrics extends CommonMetrics {
   httpRequests: Counter<'route' | 'method' | 'status'>;
   httpDuration: Histogram<'route' | 'method' | 'status'>;
-  publishes: Counter<'kind' | 'outcome'>;
   publishPending: Gauge;
   correlationInflight: Gauge;
   replyTimeouts: Counter<'service'>;
   lateReplies: Counter;
   syncInflight: Gauge<'service'>;
+  /** Incremented by the async route once the broker confirmed a job (the conservation's inflow). */
   jobsAccepted: Counter<'service'>;
+  /** Incremented by DLQ replay for each entry sent back to work (a second inflow of the conservation). */
+  jobsReplayed: Counter<'service'>;
 }
 
 /** Live values read at scrape time. */
@@ -32,7 +34,6 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
-    publishes: new Counter({ name: 'gw_publish_total', help: 'Publishes by kind and outcome (confirmed is the only success)', labelNames: ['kind', 'outcome'], registers }),
     publishPending: new Gauge({
       name: 'gw_publish_pending',
       help: 'Publishes waiting for a broker confirm',
@@ -53,5 +54,17 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
     lateReplies: new Counter({ name: 'gw_replies_late_total', help: 'Replies that arrived after their request had ended', registers }),
     syncInflight: new Gauge({ name: 'gw_sync_inflight', help: 'Sync requests in flight', labelNames: ['service'], registers }),
     jobsAccepted: new Counter({ name: 'gw_jobs_accepted_total', help: 'Async jobs confirmed by the broker and answered 202', labelNames: ['service'], registers }),
+    jobsReplayed: new Counter({ name: 'gw_jobs_replayed_total', help: 'Dead-lettered jobs replayed from the DLQ into the work queue (confirmed)', labelNames: ['service'], registers }),
   };
+}
+
+/** The enqueuer's connection role and what it publishes. */
+export const ENQUEUER_ROLES = ['enqueuer'] as const;
+export const ENQUEUER_PUBLISH_KINDS = ['sync', 'async', 'replay', 'event'] as const;
+
+/** Creates every per-service series at 0 (see {@link initSeries}). */
+export function initEnqueuerMetrics(metrics: EnqueuerMetrics, services: readonly string[]): void {
+  initCommonMetrics(metrics, ENQUEUER_ROLES, ENQUEUER_PUBLISH_KINDS);
+  for (const m of [metrics.replyTimeouts, metrics.jobsAccepted, metrics.jobsReplayed]) initSeries(m, { service: services });
+  initSeries(metrics.syncInflight, { service: services });
 }

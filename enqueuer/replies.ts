@@ -1,11 +1,11 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { ConfirmPublisher, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
+import { ConfirmPublisher, type PublishKind, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
+export type { PublishKind };
 import { decodeReply, type PublishOptions, type ReplyEnvelope } from '../shared/envelope.ts';
 import { GatewayError } from '../shared/errors.ts';
 
 /** What a publish carried, for the `kind` label of `gw_publish_total`. */
-export type PublishKind = 'sync' | 'async' | 'event';
 
 /** RabbitMQ's direct reply-to pseudo-queue. */
 export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
@@ -33,7 +33,6 @@ export interface ReplyRouterOptions {
   publishWindow: number;
   isBlocked: () => boolean;
   logger: Logger;
-  /** One call per publish: its outcome and whether it was a sync request or an async job. */
   onPublish: (outcome: PublishOutcome, kind: PublishKind) => void;
   onLateReply: () => void;
 }
@@ -84,7 +83,7 @@ export class ReplyRouter {
       timeoutMs: this.#options.publishTimeoutMs,
       maxPending: this.#options.publishWindow,
       isBlocked: this.#options.isBlocked,
-      onOutcome: (outcome, tag) => this.#options.onPublish(outcome, (tag as PublishKind | undefined) ?? 'sync'),
+      onOutcome: (outcome, kind) => this.#options.onPublish(outcome, kind),
     });
     const rc = new ReplyChannel(channel, publisher);
     channel.on('error', (err: Error) => this.#options.logger.warn({ err }, 'reply channel error'));
@@ -167,9 +166,10 @@ export class ReplyRouter {
 
   /**
    * Publishes without waiting for a reply (async jobs, events): resolves once the broker confirmed,
-   * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout.
+   * rejects with a {@link GatewayError} (503) on nack, return, channel loss or timeout. `kind`
+   * labels `gw_publish_total` (`async` for a job, `replay` for a DLQ replay, `event`).
    */
-  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions, kind: PublishKind = 'async'): Promise<void> {
+  publish(exchange: string, routingKey: string, content: Buffer, options: PublishOptions, kind: PublishKind): Promise<void> {
     const rc = this.#pick();
     if (!rc) return Promise.reject(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 }));
     return rc.publisher.publish(exchange, routingKey, content, options, kind);

@@ -33,8 +33,10 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     const ge = isGatewayError(err) ? err : fromFrameworkError(err);
     const status = ge?.status ?? 500;
     const requestId = res.getHeader('x-request-id');
-    if (status >= 500 && !ge) logger.error({ err, requestId, route: req.route?.path }, 'unhandled error in request');
-    else if (status >= 500) logger.warn({ code: ge?.code, detail: ge?.message, requestId }, 'request failed');
+    // The job's ids (jobId, tenant, service, traceId) once the request became a job.
+    const job = res.locals.job as Record<string, string> | undefined;
+    if (status >= 500 && !ge) logger.error({ err, requestId, ...job, route: req.route?.path }, 'unhandled error in request');
+    else if (status >= 500) logger.warn({ code: ge?.code, detail: ge?.message, requestId, ...job }, 'request failed');
     if (res.headersSent) {
       res.destroy();
       return;

@@ -13,6 +13,7 @@ import { parseIdempotencyKey, requestFingerprint, type IdempotencyStore } from '
 import { answerJob, responseHeaders, sendAccepted } from '../jobs/job-answer.ts';
 import type { JobRecord } from '../jobs/job-record.ts';
 import type { JobStore } from '../jobs/job-store.ts';
+import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { forwardedTarget, pickHeaders, validTraceparent } from '../http/forward.ts';
 import { parsePrefer } from '../http/prefer.ts';
 import { readRawBody } from '../http/raw-body.ts';
@@ -39,6 +40,15 @@ export interface ServicesRouteDeps {
   track: <T>(work: Promise<T>) => Promise<T>;
 }
 
+/** Ids of the job a request created, in `res.locals.job`, so the error handler can log them. */
+export interface JobLogFields {
+  jobId: string;
+  requestId: string;
+  tenant: string;
+  service: string;
+  traceId: string;
+}
+
 /** Methods forwarded downstream. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
@@ -53,6 +63,11 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
   const router = Router();
   const { config, topology, replies, metrics, jobs, idempotency } = deps;
   const claimTtlMs = config.maxWaitMs + config.publishTimeoutMs + 5000;
+  // Span names and attributes per service, built once (no per-request allocation for them).
+  const spans = new Map(Object.keys(config.services).map((service) => [service, {
+    name: `${topology.names.workExchange} publish`,
+    attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'publish', 'messaging.destination.name': topology.names.workExchange, 'messaging.rabbitmq.destination.routing_key': topology.names.rpcRoutingKey(service), 'gw.service': service }),
+  }]));
 
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
@@ -89,16 +104,19 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
       body,
     };
     if (mode === 'sync') env.deadline = now + waitMs!;
-    const traceparent = validTraceparent(req.headers.traceparent);
-    if (traceparent) {
-      env.traceparent = traceparent;
-      if (typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
-    }
+    const clientTraceparent = validTraceparent(req.headers.traceparent);
+    if (clientTraceparent && typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
+    const span = spans.get(service)!;
+    const hop = startHop(span.name, SpanKind.PRODUCER, clientTraceparent, span.attributes);
+    env.traceparent = hop.traceparent;
+    res.locals.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, traceId: hop.traceId } satisfies JobLogFields;
     res.setHeader('x-gw-job-id', env.jobId);
     try {
       if (mode === 'async') await acceptJob(res, env, waitMs, svc, idemKey, fingerprint);
       else await callSync(res, env, waitMs!, svc, idemKey, fingerprint);
+      endHop(hop);
     } catch (err) {
+      endHop(hop, (err as GatewayError).code ?? 'error');
       if (idemKey !== undefined && !res.headersSent) {
         await idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
       }

@@ -3,6 +3,15 @@ import { GatewayError } from '../errors.ts';
 
 /** How a publish ended; `confirmed` is the only success. */
 export type PublishOutcome = 'confirmed' | 'nacked' | 'returned' | 'timeout' | 'closed' | 'blocked';
+export const PUBLISH_OUTCOMES: readonly PublishOutcome[] = ['confirmed', 'nacked', 'returned', 'timeout', 'closed', 'blocked'];
+
+/**
+ * What a publish carries, the `kind` label of `gw_publish_total`: `sync` request, `async` job,
+ * `retry` copy into the delay levels, `giveback` (a job handed back unchanged while its breaker is
+ * open), `event` (job/breaker transition), `replay` (a DLQ entry sent back to work).
+ */
+export type PublishKind = 'sync' | 'async' | 'retry' | 'giveback' | 'event' | 'replay';
+export const PUBLISH_KINDS: readonly PublishKind[] = ['sync', 'async', 'retry', 'giveback', 'event', 'replay'];
 
 export interface ConfirmPublisherOptions {
   /** A publish not confirmed within this time fails (the broker may still have it). @default 5000 */
@@ -11,12 +20,12 @@ export interface ConfirmPublisherOptions {
   maxPending?: number;
   /** True while the broker blocks the connection (memory/disk alarm): publishes fail at once. */
   isBlocked?: () => boolean;
-  /** Called once per publish with its outcome and the publish's `tag` (metrics). */
-  onOutcome?: (outcome: PublishOutcome, tag: string | undefined) => void;
+  /** Called once per publish with its outcome and kind (metrics). */
+  onOutcome?: (outcome: PublishOutcome, kind: PublishKind) => void;
 }
 
 interface Pending {
-  tag: string | undefined;
+  kind: PublishKind;
   resolve: () => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -53,25 +62,22 @@ export class ConfirmPublisher {
     return this.#closed;
   }
 
-  /**
-   * Publishes with `mandatory` and resolves once the broker confirmed it. `tag` is handed to
-   * `onOutcome` (e.g. the metrics label `kind`).
-   */
-  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }, tag?: string): Promise<void> {
+  /** Publishes with `mandatory` and resolves once the broker confirmed it; `kind` labels its metrics. */
+  publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }, kind: PublishKind): Promise<void> {
     const id = options.messageId;
-    if (this.#closed) return this.#fail('closed', tag, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
+    if (this.#closed) return this.#fail('closed', kind, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
     if (this.#options.isBlocked?.()) {
-      return this.#fail('blocked', tag, new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
+      return this.#fail('blocked', kind, new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
     }
     if (this.#pending.size >= this.#options.maxPending) {
-      return this.#fail('timeout', tag, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'too many unconfirmed publishes', { retryAfterS: 1 }));
+      return this.#fail('timeout', kind, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'too many unconfirmed publishes', { retryAfterS: 1 }));
     }
     if (this.#pending.has(id)) return Promise.reject(new Error(`duplicate in-flight messageId ${id}`));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#settle(id, 'timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 }));
       }, this.#options.timeoutMs);
-      this.#pending.set(id, { tag, resolve, reject, timer });
+      this.#pending.set(id, { kind, resolve, reject, timer });
       try {
         this.channel.publish(exchange, routingKey, content, { ...options, mandatory: true }, (err: unknown) => {
           if (err) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
@@ -85,8 +91,8 @@ export class ConfirmPublisher {
     });
   }
 
-  #fail(outcome: PublishOutcome, tag: string | undefined, err: GatewayError): Promise<never> {
-    this.#options.onOutcome?.(outcome, tag);
+  #fail(outcome: PublishOutcome, kind: PublishKind, err: GatewayError): Promise<never> {
+    this.#options.onOutcome?.(outcome, kind);
     return Promise.reject(err);
   }
 
@@ -96,7 +102,7 @@ export class ConfirmPublisher {
     this.#pending.delete(id);
     this.#returned.delete(id);
     clearTimeout(p.timer);
-    this.#options.onOutcome?.(outcome, p.tag);
+    this.#options.onOutcome?.(outcome, p.kind);
     if (err) p.reject(err);
     else p.resolve();
   }

@@ -26,6 +26,8 @@ export const brokerEnvShape = {
   DELAY_UNIT_MS: envInt(1, 60_000, 100),
   /** pino level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Debugging aid: `true` logs up to 1 KiB of failed downstream answers' bodies (secrets stay redacted). @default false */
+  LOG_BODIES: z.enum(['true', 'false']).default('false'),
 };
 
 /** Parses the given keys of the environment; throws a {@link ConfigError} listing every bad key. */

@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { isSpanContextValid, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Span, type SpanContext } from '@opentelemetry/api';
+
+/**
+ * W3C trace context through the OpenTelemetry API only. With an SDK registered (a user's choice),
+ * spans are real and exported; without one, the API's no-op tracer returns non-recording spans
+ * and this module still produces valid `traceparent` values (same trace id, a fresh span id per
+ * hop), so trace ids reach logs and downstreams without any SDK.
+ */
+const tracer = trace.getTracer('rabbit-gateway');
+
+const TRACEPARENT = /^00-((?!0{32})[0-9a-f]{32})-((?!0{16})[0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The span context of a version-00 `traceparent`, or undefined when malformed. */
+export function parseTraceparent(value: string | undefined): SpanContext | undefined {
+  if (value === undefined) return undefined;
+  const m = TRACEPARENT.exec(value);
+  if (!m) return undefined;
+  return { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true };
+}
+
+export function formatTraceparent(sc: SpanContext): string {
+  return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+}
+
+/** One hop of a trace: the (possibly non-recording) span and the context to propagate. */
+export interface TraceHop {
+  span: Span;
+  /** `traceparent` naming this hop as parent (for the AMQP header or the downstream call). */
+  traceparent: string;
+  traceId: string;
+}
+
+export { SpanKind };
+
+/**
+ * Starts a span as a child of `parent` (a `traceparent`), or a new trace without one. When no SDK
+ * is registered the no-op span carries the parent's ids (or none), so this hop's ids are made here:
+ * the parent's trace id (or a random one) and a random span id; a trace started here is flagged
+ * sampled so downstreams with parent-based sampling record their part.
+ */
+export function startHop(name: string, kind: SpanKind, parent: string | undefined, attributes?: Record<string, string | number>): TraceHop {
+  const parentSc = parseTraceparent(parent);
+  const ctx = parentSc ? trace.setSpanContext(ROOT_CONTEXT, parentSc) : ROOT_CONTEXT;
+  const span = tracer.startSpan(name, attributes ? { kind, attributes } : { kind }, ctx);
+  let sc = span.spanContext();
+  if (!isSpanContextValid(sc) || (parentSc !== undefined && sc.spanId === parentSc.spanId)) {
+    const ids = randomBytes(24).toString('hex');
+    sc = { traceId: parentSc?.traceId ?? ids.slice(0, 32), spanId: ids.slice(32), traceFlags: parentSc?.traceFlags ?? TraceFlags.SAMPLED, isRemote: false };
+  }
+  return { span, traceparent: formatTraceparent(sc), traceId: sc.traceId };
+}
+
+/** Ends a hop's span, with an error status when `error` is given. */
+export function endHop(hop: TraceHop, error?: string): void {
+  if (error !== undefined) hop.span.setStatus({ code: SpanStatusCode.ERROR, message: error });
+  hop.span.end();
+}
+
+/** The trace id of a `traceparent` (for log lines), or undefined. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  return parseTraceparent(traceparent)?.traceId;
+}
