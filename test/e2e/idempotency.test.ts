@@ -140,7 +140,7 @@ describe('Idempotency-Key shared by two enqueuers through Redis', () => {
     expect(stack.demo.callsByKey().get(first.jobId!)).toBe(1);
     const secondMetrics = await second.registry.getSingleMetricAsString('gw_jobs_accepted_total');
     // The series exists from start-up at 0 (so alerts see its first increase); it must still be 0.
-    expect(secondMetrics).toMatch(/gw_jobs_accepted_total\{service="echo"[^}]*\} 0\n/);
+    expect(secondMetrics).toMatch(/gw_jobs_accepted_total\{service="echo"[^}]*\} 0$/m);
   });
 
   it('publishes one job for 50 concurrent POSTs with one key split across both enqueuers', async () => {
