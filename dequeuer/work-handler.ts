@@ -4,13 +4,14 @@ import type { Logger } from 'pino';
 import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
 import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
-import { delayRoutingKey, MAX_DELAY_UNITS, type Topology } from '../shared/topology/topology.ts';
-import { DELAY_LEVELS } from '../shared/topology/names.ts';
+import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
+import type { Topology } from '../shared/topology/topology.ts';
 import { decide, parseRetryAfterS, type AttemptOutcome } from './classify.ts';
 import { DownstreamError, type Downstream, type DownstreamResponse } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
 import { outcomeLabel } from './rpc-handler.ts';
+import { fullJitterDelayMs } from '../shared/backoff.ts';
 
 export interface WorkHandlerDeps {
   downstream: Downstream;
@@ -23,6 +24,13 @@ export interface WorkHandlerDeps {
   maxResultBytes: number;
   /** The breaker refused a call: pause this service's job consumption. */
   onBreakerOpen: () => void;
+  /**
+   * How long a delivery is held while a copy cannot be confirmed (publish connection down, broker
+   * alarm) before it goes back to the queue. Holding beats an instant requeue: on ≤ 4.2 every requeue
+   * bumps `x-delivery-count`, so a requeue loop would dead-letter good jobs through the delivery limit.
+   * @default 10000
+   */
+  copyRetryMs?: number;
 }
 
 /**
@@ -66,21 +74,41 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       });
   };
 
-  /** Publishes a copy (retry or give-back) and resolves true once the broker confirmed it. */
+  const maxDelay = maxDelayMs(topology);
+  const copyRetryMs = deps.copyRetryMs ?? 10_000;
+
+  /**
+   * Publishes a copy (retry or give-back) through the delay levels and resolves true once the broker
+   * confirmed it; retries with backoff for up to `copyRetryMs` while holding the delivery.
+   */
   const republish = async (copy: RequestEnvelope, delayMs: number): Promise<boolean> => {
-    const publisher = deps.publisher();
-    if (!publisher) return false;
-    const units = Math.min(Math.ceil(delayMs / topology.delayUnitMs), MAX_DELAY_UNITS);
-    const [exchange, key] = units === 0
-      ? [topology.names.workExchange, topology.names.workRoutingKey(service)]
-      : [topology.names.delayLevel(DELAY_LEVELS - 1), delayRoutingKey(units, service)];
-    try {
-      await publisher.publish(exchange, key, copy.body, encodeRequest(copy));
-      return true;
-    } catch (err) {
-      logger.warn({ err, jobId: copy.jobId, attempt: copy.attempt }, 'copy not confirmed; delivery goes back to the queue');
-      return false;
+    const { exchange, routingKey } = delayTarget(topology, service, Math.min(delayMs, maxDelay));
+    const giveUpAt = Date.now() + copyRetryMs;
+    for (let attempt = 0; ; attempt++) {
+      const publisher = deps.publisher();
+      try {
+        if (!publisher) throw new Error('publish connection down');
+        await publisher.publish(exchange, routingKey, copy.body, encodeRequest(copy));
+        return true;
+      } catch (err) {
+        const waitMs = fullJitterDelayMs(attempt, 100, 2000, 0.5);
+        if (Date.now() + waitMs > giveUpAt) {
+          logger.warn({ err, jobId: copy.jobId, attempt: copy.attempt }, 'copy not confirmed; delivery goes back to the queue');
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
     }
+  };
+
+  /**
+   * The breaker refused the call: not an attempt. The job goes back as a fresh copy at the tail of
+   * the work queue (no delivery count churns) carrying the attempts already spent, crashes included.
+   */
+  const giveBack = async (env: RequestEnvelope, attempt: number): Promise<Disposition> => {
+    metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
+    deps.onBreakerOpen();
+    return (await republish({ ...env, attempt }, 0)) ? 'ack' : 'requeue';
   };
 
   return async (msg) => {
@@ -104,6 +132,8 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       return 'reject';
     }
 
+    if (downstream.state === 'open') return giveBack(env, attempt);
+
     metrics.attempts.inc({ service });
     emit(env, { state: 'running', attempt });
     inflight.inc();
@@ -117,12 +147,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(response.status) });
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
-      if (de.kind === 'breaker_open') {
-        // Not an attempt: give the job back unchanged (a fresh copy at the tail, so no delivery count churns).
-        metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
-        deps.onBreakerOpen();
-        return (await republish(env, 0)) ? 'ack' : 'requeue';
-      }
+      if (de.kind === 'breaker_open') return giveBack(env, attempt);
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
       error = { code: de.kind, message: de.message, ...(response ? { status: response.status } : {}) };

@@ -5,13 +5,16 @@ import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { requestId } from './http/request-id.ts';
 import type { EnqueuerMetrics } from './metrics.ts';
 import { healthRouter, type Readiness } from './routes/health.ts';
+import { dlqRouter } from './routes/dlq.ts';
 import { servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
+import type { DeadLetters } from './dlq.ts';
 
 export interface AppDeps extends ServicesRouteDeps {
   registry: Registry;
   metrics: EnqueuerMetrics;
   logger: Logger;
   readiness: () => Readiness;
+  deadLetters: DeadLetters;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -43,6 +46,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics));
   app.use(healthRouter(deps.readiness, deps.registry));
   app.use(servicesRouter(deps));
+  app.use(dlqRouter(deps));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

@@ -28,6 +28,10 @@ const enqueuerEnvShape = {
   PUBLISH_WINDOW: envInt(1, 100_000, 1024),
   /** How long a stop waits for in-flight requests (ms). @default 10000 */
   SHUTDOWN_GRACE_MS: envInt(0, 600_000, 10_000),
+  /** Upper bound of one DLQ browse/replay/discard (ms). @default 30000 */
+  DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
+  /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
+  DLQ_MAX_SCAN: envInt(1, 1_000_000, 10_000),
 };
 
 /** Everything the enqueuer reads, validated and frozen. */
@@ -49,6 +53,8 @@ export interface EnqueuerConfig {
   publishTimeoutMs: number;
   publishWindow: number;
   shutdownGraceMs: number;
+  dlqOpTimeoutMs: number;
+  dlqMaxScan: number;
 }
 
 export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
@@ -71,6 +77,8 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     publishWindow: e.PUBLISH_WINDOW,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
+    dlqMaxScan: e.DLQ_MAX_SCAN,
   });
 }
 

@@ -11,6 +11,7 @@ import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
 import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
+import { DeadLetters } from './dlq.ts';
 import { ReplyRouter } from './replies.ts';
 import type { Readiness } from './routes/health.ts';
 
@@ -29,6 +30,8 @@ export class Enqueuer implements Lifecycle {
   readonly registry: Registry;
   readonly metrics: EnqueuerMetrics;
   readonly replies: ReplyRouter;
+  /** DLQ browse/replay/discard, on connections of its own. */
+  readonly deadLetters: DeadLetters;
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
@@ -65,6 +68,15 @@ export class Enqueuer implements Lifecycle {
         await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
         await this.replies.attach(connection);
       },
+    });
+    this.deadLetters = new DeadLetters({
+      url: config.rabbitmqUrl,
+      heartbeatS: config.heartbeatS,
+      ...(config.tls ? { tls: config.tls } : {}),
+      topology: this.topology,
+      logger: this.#logger.child({ component: 'dlq' }),
+      opTimeoutMs: config.dlqOpTimeoutMs,
+      maxScan: config.dlqMaxScan,
     });
     this.#wireBrokerEvents();
   }
@@ -132,10 +144,12 @@ export class Enqueuer implements Lifecycle {
       tenantOf: () => DEFAULT_TENANT,
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
+      deadLetters: this.deadLetters,
     });
     const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, app);
     this.#server = server;
     this.#broker.start();
+    this.deadLetters.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.config.port, this.config.host, () => {
@@ -148,8 +162,8 @@ export class Enqueuer implements Lifecycle {
   }
 
   /** Resolves once connected to the broker with the topology in place. */
-  waitUntilReady(timeoutMs = 30_000): Promise<void> {
-    return this.#broker.waitUntilUp(timeoutMs);
+  async waitUntilReady(timeoutMs = 30_000): Promise<void> {
+    await Promise.all([this.#broker.waitUntilUp(timeoutMs), this.deadLetters.waitUntilReady(timeoutMs)]);
   }
 
   /** Drain (readyz false, new requests 503, wait for in-flight up to the grace) then close. Idempotent. */
@@ -170,7 +184,7 @@ export class Enqueuer implements Lifecycle {
       ]);
     }
     const errors: unknown[] = [];
-    for (const step of [() => this.replies.close(), () => this.#broker.close()]) {
+    for (const step of [() => this.deadLetters.close(), () => this.replies.close(), () => this.#broker.close()]) {
       await step().catch((err: unknown) => errors.push(err));
     }
     server?.closeAllConnections();
