@@ -13,7 +13,7 @@ export interface DeadLetterEntry {
   attempts: number | null;
   /** Why the broker dead-lettered it: `rejected` (spent or permanent failure) or `delivery_limit` (crash loop). */
   reason: string | null;
-  /** How many times it was dead-lettered (sum of `x-death` counts; > 1 after replays that failed again on 3.x). */
+  /** How many times it was dead-lettered (sum of the non-`expired` `x-death` counts; > 1 after replays that failed again on 3.x). */
   deaths: number;
   /** Error of the attempt before the last (the last one's is in the job's events/status). */
   lastError: string | null;
@@ -42,7 +42,8 @@ const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : typ
 export function toEntry(msg: Pick<Message, 'content' | 'properties'>): DeadLetterEntry {
   const h = (msg.properties.headers ?? {}) as Headers;
   // x-death is most recent first; a rotated copy carries it as an ordinary header, read the same way.
-  const deaths = Array.isArray(h['x-death']) ? (h['x-death'] as Array<Record<string, unknown>>) : [];
+  // `expired` records are the delay levels' TTL hops of the last retry, not failures.
+  const deaths = (Array.isArray(h['x-death']) ? (h['x-death'] as Array<Record<string, unknown>>) : []).filter((d) => d.reason !== 'expired');
   const times = deaths.map((d) => timestampMs(d.time)).filter((t): t is number => t !== undefined);
   const firstFailed = num(h[HEADER.firstFailedAt]) ?? (times.length ? Math.min(...times) : undefined);
   const headers = parseJsonObject(h[HEADER.headers]);

@@ -60,6 +60,7 @@ export class DeadLetters {
   #consume: BrokerConnection;
   #publish: BrokerConnection;
   #queue: Promise<unknown> = Promise.resolve();
+  #channels: { ch: Channel; pub: ConfirmChannel; consumeConn: ChannelModel; publishConn: ChannelModel; closed: boolean } | undefined;
 
   constructor(options: DeadLettersOptions) {
     this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, ...options };
@@ -79,6 +80,9 @@ export class DeadLetters {
 
   async close(): Promise<void> {
     await this.#queue.catch(() => {});
+    const channels = this.#channels;
+    this.#channels = undefined;
+    if (channels) await Promise.all([channels.ch.close().catch(() => {}), channels.pub.close().catch(() => {})]);
     await Promise.all([this.#consume.close(), this.#publish.close()]);
   }
 
@@ -131,21 +135,40 @@ export class DeadLetters {
   }
 
   async #rotate(service: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {
-    const consumeConn = this.#consume.connection;
-    const publishConn = this.#publish.connection;
-    if (!consumeConn || !publishConn) throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 });
     const log = this.#o.logger.child({ service });
-    const [ch, pub] = await Promise.all([openChannel(consumeConn, log), openConfirmChannel(publishConn, log)]);
+    const { ch, pub } = await this.#openChannels(log);
     try {
       await new Rotation(ch, pub, this.#o.topology, service, this.#o, visit).run();
     } catch (err) {
+      // Anything still unacked goes back to the DLQ when the channels close.
+      this.#channels = undefined;
+      await Promise.all([ch.close().catch(() => {}), pub.close().catch(() => {})]);
       if (isGatewayError(err)) throw err;
       log.warn({ err }, 'dlq operation failed');
       throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the DLQ operation failed at the broker', { retryAfterS: 1, cause: err });
-    } finally {
-      // Anything still unacked (a failed or timed-out rotation) goes back to the DLQ.
-      await Promise.all([ch.close().catch(() => {}), pub.close().catch(() => {})]);
     }
+  }
+
+  /**
+   * The channels stay open between operations: closing a channel right after its acks races with
+   * them on a quorum queue (3.10 applied the consumer's "down" before pending settles and returned
+   * acked messages to the queue, duplicating them), so after a successful rotation nothing is closed.
+   */
+  async #openChannels(log: Logger): Promise<{ ch: Channel; pub: ConfirmChannel }> {
+    const consumeConn = this.#consume.connection;
+    const publishConn = this.#publish.connection;
+    if (!consumeConn || !publishConn) throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 });
+    const current = this.#channels;
+    if (current && current.consumeConn === consumeConn && current.publishConn === publishConn && !current.closed) return current;
+    const [ch, pub] = await Promise.all([openChannel(consumeConn, log), openConfirmChannel(publishConn, log)]);
+    const channels = { ch, pub, consumeConn, publishConn, closed: false };
+    const onClose = (): void => {
+      channels.closed = true;
+    };
+    ch.on('close', onClose);
+    pub.on('close', onClose);
+    this.#channels = channels;
+    return channels;
   }
 }
 
@@ -177,6 +200,8 @@ class Rotation {
   #failure: Error | undefined;
   #tag: Promise<string> | undefined;
   #cancelled: Promise<void> | undefined;
+  /** basic.cancel-ok received: from now on an ack cannot make the broker deliver anything more. */
+  #cancelDone = false;
   /** Confirmed deliveries whose ack waits for the consumer to be cancelled (see #onDelivery). */
   #deferred: ConsumeMessage[] = [];
   #outstanding = new Set<Promise<void>>();
@@ -196,17 +221,31 @@ class Rotation {
   }
 
   async run(): Promise<void> {
-    const { messageCount, consumerCount } = await this.#ch.checkQueue(this.#queueName);
-    // Nothing but a DLQ operation consumes a DLQ: another replica is rotating it right now.
+    // Nothing but a DLQ operation consumes a DLQ: a consumer means another replica is rotating it
+    // (or the quorum queue has not yet applied the end of our previous operation: wait a little).
+    let { messageCount, consumerCount } = await this.#ch.checkQueue(this.#queueName);
+    for (let i = 0; consumerCount > 0 && i < 20; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      ({ messageCount, consumerCount } = await this.#ch.checkQueue(this.#queueName));
+    }
     if (consumerCount > 0) throw new GatewayError('GW_ERR_DLQ_BUSY', 'another gateway replica is operating on this DLQ', { retryAfterS: 2 });
     if (messageCount > this.#o.maxScan) {
       throw new GatewayError('GW_ERR_DLQ_TOO_LARGE', `the DLQ holds ${messageCount} messages; the API operates on at most ${this.#o.maxScan}`);
     }
     if (messageCount === 0) return;
     this.#n = messageCount;
-    this.#pub.on('return', () => {
+    const onReturn = (): void => {
       this.#returned = true;
-    });
+    };
+    this.#pub.on('return', onReturn);
+    try {
+      await this.#consumeAll();
+    } finally {
+      this.#pub.off('return', onReturn);
+    }
+  }
+
+  async #consumeAll(): Promise<void> {
     await this.#ch.prefetch(Math.min(WINDOW, this.#n));
     const done = new Promise<void>((resolve) => {
       this.#finish = resolve;
@@ -225,7 +264,9 @@ class Rotation {
   #cancel(): Promise<void> {
     this.#cancelled ??= (this.#tag ?? Promise.reject(new Error('not consuming')))
       .then((tag) => this.#ch.cancel(tag))
-      .then(() => undefined);
+      .then(() => {
+        this.#cancelDone = true;
+      });
     return this.#cancelled;
   }
 
@@ -259,7 +300,9 @@ class Rotation {
       () => {
         if (this.#returned) return this.#fail(new GatewayError('GW_ERR_UNROUTABLE', 'a DLQ copy was returned unroutable', { retryAfterS: 5 }));
         if (action === 'discard' && this.#failure) return;
-        if (ackNow || this.#cancelled) this.#ack(msg);
+        // An ack sent before cancel-ok could still let the quorum queue deliver one more message,
+        // which would arrive after amqplib dropped the consumer and come back out of order.
+        if (ackNow || this.#cancelDone) this.#ack(msg);
         else this.#deferred.push(msg);
         this.#settled++;
         this.#maybeFinish();

@@ -18,6 +18,7 @@ const deadLettered = {
       'x-death': [
         { count: 1, reason: 'rejected', queue: 'gw.echo.work', time: { '!': 'timestamp', value: 1_700_000_005 } },
         { count: 2, reason: 'delivery_limit', queue: 'gw.echo.work', time: { '!': 'timestamp', value: 1_700_000_003 } },
+        { count: 3, reason: 'expired', queue: 'gw.delay.L02', time: { '!': 'timestamp', value: 1_700_000_002 } },
       ],
       'x-first-death-reason': 'delivery_limit',
     },
@@ -25,7 +26,7 @@ const deadLettered = {
 };
 
 describe('DLQ entry view', () => {
-  it('joins our gw-* headers with the broker x-death: attempts, reason, last error, first and last failure, request summary', () => {
+  it('joins our gw-* headers with the broker x-death (delay-level expiries are not failures): attempts, reason, last error, first and last failure, request summary', () => {
     expect(toEntry(deadLettered as never)).toEqual({
       jobId: 'job-1', tenant: 't1', attempts: 4, reason: 'rejected', deaths: 3, lastError: 'downstream answered 503',
       enqueuedAt: new Date(1_700_000_000_000).toISOString(),
