@@ -31,6 +31,7 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
     expect(jobs.statesOf(jobId)).toEqual(['running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'retrying:3', 'running:4', 'succeeded:4']);
     const calls = stack.demo.calls.filter((c) => c.idempotencyKey === jobId).map((c) => c.at);
     expect(calls).toHaveLength(4);
+    process.stderr.write(`[retries] gaps ms: ${calls.slice(1).map((t, i) => t - calls[i]!).join(', ')}\n`);
     const unit = stack.topology.delayUnitMs;
     for (let attempt = 1; attempt <= 3; attempt++) {
       const gap = calls[attempt]! - calls[attempt - 1]!;
@@ -77,5 +78,21 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
       return body.entries.length === 1 && body.entries;
     }, 5000, 'the 400 job in the DLQ');
     expect(entries[0]).toMatchObject({ jobId, reason: 'rejected', attempts: 1 });
+  });
+
+  it('a tenant sees, replays and discards only its own DLQ entries', async () => {
+    const foreign = await jobs.publish('/status/400', { tenant: 'other-tenant' });
+    await until(() => jobs.final(foreign, 'failed'), 10_000);
+    const dlq = stack.topology.names.deadLetterQueue('echo');
+    const count = await until(async () => {
+      const n = (await jobs.ch.checkQueue(dlq)).messageCount;
+      return n >= 1 && n;
+    }, 5000, 'the foreign job in the DLQ');
+    const body = (await (await fetch(`${stack.baseUrl}/v1/dlq/echo`)).json()) as { entries: Array<{ jobId: string }> };
+    expect(body.entries.map((e) => e.jobId)).not.toContain(foreign);
+    expect((await fetch(`${stack.baseUrl}/v1/dlq/echo/${foreign}`, { method: 'DELETE' })).status).toBe(404);
+    const replay = await fetch(`${stack.baseUrl}/v1/dlq/echo/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ids: [foreign] }) });
+    expect(await replay.json()).toMatchObject({ replayed: [], notFound: [foreign] });
+    expect((await jobs.ch.checkQueue(dlq)).messageCount).toBe(count);
   });
 });
