@@ -4,8 +4,9 @@ import type { Logger } from 'pino';
 import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
 import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
-import { delayRoutingKey, MAX_DELAY_UNITS, type Topology } from '../shared/topology/topology.ts';
-import { DELAY_LEVELS } from '../shared/topology/names.ts';
+import { fullJitterDelayMs } from '../shared/backoff.ts';
+import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
+import type { Topology } from '../shared/topology/topology.ts';
 import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
 import { decide, parseRetryAfterS, type AttemptOutcome } from './classify.ts';
 import { DownstreamError, type Downstream, type DownstreamResponse } from './downstream.ts';
@@ -24,6 +25,13 @@ export interface WorkHandlerDeps {
   maxResultBytes: number;
   /** The breaker refused a call: pause this service's job consumption. */
   onBreakerOpen: () => void;
+  /**
+   * How long a delivery is held while a copy cannot be confirmed (publish connection down, broker
+   * alarm) before it goes back to the queue. Holding beats an instant requeue: on ≤ 4.2 every requeue
+   * bumps `x-delivery-count`, so a requeue loop would dead-letter good jobs through the delivery limit.
+   * @default 10000
+   */
+  copyRetryMs?: number;
 }
 
 /** The ids every log line about a job carries. */
@@ -80,21 +88,41 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       });
   };
 
-  /** Publishes a copy (retry or give-back) and resolves true once the broker confirmed it. */
+  const maxDelay = maxDelayMs(topology);
+  const copyRetryMs = deps.copyRetryMs ?? 10_000;
+
+  /**
+   * Publishes a copy (retry or give-back) through the delay levels and resolves true once the broker
+   * confirmed it; retries with backoff for up to `copyRetryMs` while holding the delivery.
+   */
   const republish = async (copy: RequestEnvelope, ids: JobLogIds, delayMs: number, kind: 'retry' | 'giveback'): Promise<boolean> => {
-    const publisher = deps.publisher();
-    if (!publisher) return false;
-    const units = Math.min(Math.ceil(delayMs / topology.delayUnitMs), MAX_DELAY_UNITS);
-    const [exchange, key] = units === 0
-      ? [topology.names.workExchange, topology.names.workRoutingKey(service)]
-      : [topology.names.delayLevel(DELAY_LEVELS - 1), delayRoutingKey(units, service)];
-    try {
-      await publisher.publish(exchange, key, copy.body, encodeRequest(copy), kind);
-      return true;
-    } catch (err) {
-      logger.warn({ err, ...ids, kind }, 'copy not confirmed; delivery goes back to the queue');
-      return false;
+    const { exchange, routingKey } = delayTarget(topology, service, Math.min(delayMs, maxDelay));
+    const giveUpAt = Date.now() + copyRetryMs;
+    for (let attempt = 0; ; attempt++) {
+      const publisher = deps.publisher();
+      try {
+        if (!publisher) throw new Error('publish connection down');
+        await publisher.publish(exchange, routingKey, copy.body, encodeRequest(copy), kind);
+        return true;
+      } catch (err) {
+        const waitMs = fullJitterDelayMs(attempt, 100, 2000, 0.5);
+        if (Date.now() + waitMs > giveUpAt) {
+          logger.warn({ err, ...ids, kind }, 'copy not confirmed; delivery goes back to the queue');
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
     }
+  };
+
+  /**
+   * The breaker refused the call: not an attempt. The job goes back as a fresh copy at the tail of
+   * the work queue (no delivery count churns) carrying the attempts already spent, crashes included.
+   */
+  const giveBack = async (env: RequestEnvelope, ids: JobLogIds, attempt: number): Promise<Disposition> => {
+    metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
+    deps.onBreakerOpen();
+    return (await republish({ ...env, attempt }, ids, 0, 'giveback')) ? 'ack' : 'requeue';
   };
 
   return async (msg) => {
@@ -132,6 +160,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   };
 
   async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string): Promise<Disposition> {
+    if (downstream.state === 'open') return giveBack(env, ids, attempt);
     metrics.attempts.inc({ service });
     emit(env, ids, { state: 'running', attempt });
     inflight.inc();
@@ -148,12 +177,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
       endHop(call, de.kind);
-      if (de.kind === 'breaker_open') {
-        // Not an attempt: give the job back unchanged (a fresh copy at the tail, so no delivery count churns).
-        metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
-        deps.onBreakerOpen();
-        return (await republish(env, ids, 0, 'giveback')) ? 'ack' : 'requeue';
-      }
+      if (de.kind === 'breaker_open') return giveBack(env, ids, attempt);
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
       error = { code: de.kind, message: de.message, ...(response ? { status: response.status } : {}) };

@@ -6,13 +6,18 @@ import { requestId } from './http/request-id.ts';
 import type { EnqueuerMetrics } from './metrics.ts';
 import { healthRouter, type Readiness } from './routes/health.ts';
 import { jobsRouter } from './routes/jobs.ts';
+import { dlqRouter } from './routes/dlq.ts';
 import { servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
+import type { DeadLetters } from './dlq.ts';
+import type { JobEvent } from '../shared/events.ts';
 
 export interface AppDeps extends ServicesRouteDeps {
   registry: Registry;
   metrics: EnqueuerMetrics;
   logger: Logger;
   readiness: () => Readiness;
+  deadLetters: DeadLetters;
+  recordEvent: (e: JobEvent) => void;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -55,6 +60,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(healthRouter(deps.readiness, deps.registry));
   app.use(servicesRouter(deps));
   app.use(jobsRouter(deps));
+  app.use(dlqRouter(deps));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

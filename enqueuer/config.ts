@@ -54,6 +54,10 @@ const enqueuerEnvShape = {
   SSE_HEARTBEAT_MS: envInt(100, 600_000, 15_000),
   /** Bound of each replica's event queue (messages; oldest dropped beyond it). @default 100000 */
   EVENTS_QUEUE_MAX_LENGTH: envInt(100, 10_000_000, 100_000),
+  /** Upper bound of one DLQ browse/replay/discard (ms). @default 30000 */
+  DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
+  /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
+  DLQ_MAX_SCAN: envInt(1, 1_000_000, 10_000),
 };
 
 /** Everything the enqueuer reads, validated and frozen. */
@@ -89,6 +93,8 @@ export interface EnqueuerConfig {
   sseMaxConnections: number;
   sseHeartbeatMs: number;
   eventsQueueMaxLength: number;
+  dlqOpTimeoutMs: number;
+  dlqMaxScan: number;
 }
 
 export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
@@ -125,6 +131,8 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     sseMaxConnections: e.SSE_MAX_CONNECTIONS,
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
+    dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
+    dlqMaxScan: e.DLQ_MAX_SCAN,
   });
 }
 

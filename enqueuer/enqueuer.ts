@@ -22,6 +22,7 @@ import { MemoryJobStore } from './jobs/memory-job-store.ts';
 import { RedisIdempotencyStore } from './jobs/redis-idempotency-store.ts';
 import { RedisJobStore } from './jobs/redis-job-store.ts';
 import { createEnqueuerMetrics, initEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
+import { DeadLetters } from './dlq.ts';
 import { ReplyRouter } from './replies.ts';
 import type { Readiness } from './routes/health.ts';
 
@@ -47,6 +48,8 @@ export class Enqueuer implements Lifecycle {
   readonly events: EventsConsumer;
   #redis: Redis | undefined;
   #sweeper: NodeJS.Timeout | undefined;
+  /** DLQ browse/replay/discard, on connections of its own. */
+  readonly deadLetters: DeadLetters;
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
@@ -106,6 +109,15 @@ export class Enqueuer implements Lifecycle {
       onJob: (e) => this.#onJobEvent(e),
       onBreaker: (e) => this.breakers.apply(e),
       onInvalid: () => this.metrics.unhandledErrors.inc(),
+    });
+    this.deadLetters = new DeadLetters({
+      url: config.rabbitmqUrl,
+      heartbeatS: config.heartbeatS,
+      ...(config.tls ? { tls: config.tls } : {}),
+      topology: this.topology,
+      logger: this.#logger.child({ component: 'dlq' }),
+      opTimeoutMs: config.dlqOpTimeoutMs,
+      maxScan: config.dlqMaxScan,
     });
     this.#wireBrokerEvents();
   }
@@ -188,9 +200,14 @@ export class Enqueuer implements Lifecycle {
       hub: this.hub,
       breakers: this.breakers,
       announceQueued: (e) => this.#announceQueued(e),
+      recordEvent: (e) => {
+        this.#onJobEvent(e);
+        this.#announceQueued(e);
+      },
       tenantOf: () => DEFAULT_TENANT,
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
+      deadLetters: this.deadLetters,
     });
     const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, app);
     this.#server = server;
@@ -204,6 +221,7 @@ export class Enqueuer implements Lifecycle {
     }, this.config.sweepIntervalMs).unref();
     this.events.start();
     this.#broker.start();
+    this.deadLetters.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.config.port, this.config.host, () => {
@@ -217,7 +235,7 @@ export class Enqueuer implements Lifecycle {
 
   /** Resolves once connected to the broker with the topology in place. */
   async waitUntilReady(timeoutMs = 30_000): Promise<void> {
-    await Promise.all([this.#broker.waitUntilUp(timeoutMs), this.events.waitUntilUp(timeoutMs)]);
+    await Promise.all([this.#broker.waitUntilUp(timeoutMs), this.events.waitUntilUp(timeoutMs), this.deadLetters.waitUntilReady(timeoutMs)]);
   }
 
   /** Drain (readyz false, new requests 503, wait for in-flight up to the grace) then close. Idempotent. */
@@ -241,6 +259,7 @@ export class Enqueuer implements Lifecycle {
     clearInterval(this.#sweeper);
     const redis = this.#redis;
     const steps = [
+      () => this.deadLetters.close(),
       () => this.replies.close(),
       () => this.#broker.close(),
       () => this.events.close(),

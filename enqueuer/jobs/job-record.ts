@@ -50,9 +50,11 @@ export function rankOf(state: JobState, attempt: number): number {
  * Whether a transition may change a job: never out of a terminal state (unless it is a replay),
  * never back to an earlier or equal rank (out-of-order or duplicate events).
  */
-export function shouldApply(current: Pick<JobRecord, 'rank' | 'terminal'> | undefined, patch: Pick<JobPatch, 'rank' | 'replay'>): boolean {
+export function shouldApply(current: Pick<JobRecord, 'rank' | 'terminal' | 'updatedAt'> | undefined, patch: Pick<JobPatch, 'rank' | 'replay' | 'set'>): boolean {
   if (!current) return true;
-  if (patch.replay) return true;
+  // A replay reopens a finished job, but only a finish older than the replay: the replay's own echo
+  // from the events exchange must not reset a job that already ran again.
+  if (patch.replay && current.terminal) return (patch.set.updatedAt ?? 0) >= current.updatedAt;
   return !current.terminal && patch.rank > current.rank;
 }
 

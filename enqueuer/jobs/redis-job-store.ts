@@ -9,14 +9,16 @@ import type { JobStore, JobStoreLimits } from './job-store.ts';
  * unless replayed, never back to an earlier rank), then the patch, the TTL, and on creation the list
  * indexes. Returns the job afterwards. Field values are JSON.
  * KEYS: job hash, tenant index, tenant+service index.
- * ARGV: rank, terminal, replay, ttlMs, member, nSet, set pairs…, nIfAbsent, pairs…, nDel, fields…
+ * ARGV: rank, terminal, replay (its updatedAt, or 0 when not a replay), ttlMs, member, nSet, set pairs…, nIfAbsent, pairs…, nDel, fields…
  */
 const APPLY_LUA = `
-local cur = redis.call('HMGET', KEYS[1], 'rank', 'terminal')
+local cur = redis.call('HMGET', KEYS[1], 'rank', 'terminal', 'updatedAt')
 local exists = cur[1] ~= false
 local apply = true
-if exists and ARGV[3] ~= '1' then
-  if cur[2] == 'true' or tonumber(cur[1]) >= tonumber(ARGV[1]) then apply = false end
+if exists then
+  if cur[2] == 'true' then
+    if ARGV[3] == '0' or tonumber(cur[3]) > tonumber(ARGV[3]) then apply = false end
+  elseif tonumber(cur[1]) >= tonumber(ARGV[1]) then apply = false end
 end
 if apply then
   local i = 6
@@ -81,7 +83,7 @@ export class RedisJobStore implements JobStore {
   async apply(event: JobEvent): Promise<JobRecord> {
     const patch = eventPatch(event);
     const args: string[] = [
-      String(patch.rank), patch.terminal ? '1' : '0', patch.replay ? '1' : '0',
+      String(patch.rank), patch.terminal ? '1' : '0', patch.replay ? String(patch.set.updatedAt ?? 0) : '0',
       String(patch.terminal ? this.#limits.terminalTtlMs : this.#limits.activeTtlMs),
       indexMember(patch.setIfAbsent.createdAt!, event.jobId),
     ];

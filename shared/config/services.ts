@@ -33,7 +33,7 @@ export const DEFAULT_FORWARD_RESPONSE_HEADERS = Object.freeze([
 export const NEVER_FORWARDED_HEADERS: ReadonlySet<string> = new Set([
   'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
   'content-length', 'content-encoding', 'authorization', 'cookie', 'set-cookie', 'idempotency-key',
-  'traceparent', 'tracestate', 'prefer', 'x-request-id', 'cc', 'bcc', 'user-id',
+  'traceparent', 'tracestate', 'prefer', 'x-request-id', 'cc', 'bcc', 'user-id', 'gw-delay-ms', 'gw-not-before',
 ]);
 
 const headerList = z

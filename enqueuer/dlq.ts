@@ -1,0 +1,179 @@
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
+import { GatewayError, isGatewayError } from '../shared/errors.ts';
+import type { Topology } from '../shared/topology/topology.ts';
+import { toEntry, type DeadLetterEntry } from './dlq-entry.ts';
+import { Rotation, type Visit } from './dlq-rotation.ts';
+
+export interface DeadLettersOptions {
+  url: string;
+  heartbeatS: number;
+  tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
+  topology: Topology;
+  logger: Logger;
+  /** Upper bound of one browse/replay/discard, waiting for the DLQ included (ms). @default 30000 */
+  opTimeoutMs?: number;
+  /** Largest DLQ (messages) the API operates on; beyond it use the management UI. @default 10000 */
+  maxScan?: number;
+}
+
+export interface BrowsePage {
+  entries: DeadLetterEntry[];
+  /** Entries of this tenant in the DLQ. */
+  total: number;
+  nextOffset: number | undefined;
+}
+
+export interface ReplayRequest {
+  ids?: readonly string[] | undefined;
+  all?: boolean | undefined;
+  resetAttempts?: boolean | undefined;
+  dryRun?: boolean | undefined;
+}
+
+export interface ReplayResult {
+  replayed: string[];
+  notFound: string[];
+  dryRun: boolean;
+}
+
+/**
+ * Browse, replay and discard on the per-service DLQs, on connections of their own (one consumes,
+ * one publishes: an alarm that blocks the publisher must not stall acks).
+ *
+ * Every operation is one **rotation** (RABBITMQ-NOTES A.6 b, docs/adr/0200-dlq-rotation.md): read
+ * N = the DLQ's message count, consume exactly N, and for each either publish a copy to the tail of
+ * the same DLQ (kept), to the work exchange (replayed) or nothing (discarded); the original is acked
+ * only after the broker confirmed its copy. Copies are published in delivery order on one channel,
+ * so the DLQ ends in the same order with nothing lost. The DLQ is single-active-consumer, so one
+ * replica rotates at a time; inside this process operations are serialized.
+ */
+export class DeadLetters {
+  #o: Required<Omit<DeadLettersOptions, 'tls'>> & DeadLettersOptions;
+  #consume: BrokerConnection;
+  #publish: BrokerConnection;
+  #queue: Promise<unknown> = Promise.resolve();
+  #channels: { ch: Channel; pub: ConfirmChannel; consumeConn: ChannelModel; publishConn: ChannelModel; closed: boolean } | undefined;
+
+  constructor(options: DeadLettersOptions) {
+    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, ...options };
+    const common = { url: options.url, heartbeatS: options.heartbeatS, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
+    this.#consume = new BrokerConnection({ ...common, role: 'enqueuer-dlq-consume' });
+    this.#publish = new BrokerConnection({ ...common, role: 'enqueuer-dlq-publish' });
+  }
+
+  start(): void {
+    this.#consume.start();
+    this.#publish.start();
+  }
+
+  async waitUntilReady(timeoutMs: number): Promise<void> {
+    await Promise.all([this.#consume.waitUntilUp(timeoutMs), this.#publish.waitUntilUp(timeoutMs)]);
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.catch(() => {});
+    const channels = this.#channels;
+    this.#channels = undefined;
+    if (channels) await Promise.all([channels.ch.close().catch(() => {}), channels.pub.close().catch(() => {})]);
+    await Promise.all([this.#consume.close(), this.#publish.close()]);
+  }
+
+  /** The tenant's entries in DLQ order, `limit` of them from `offset`. */
+  async browse(service: string, tenant: string, page: { offset: number; limit: number }): Promise<BrowsePage> {
+    const all: DeadLetterEntry[] = [];
+    await this.#serialized(service, (msg) => {
+      const entry = toEntry(msg);
+      if (entry.tenant === tenant) all.push(entry);
+      return 'keep';
+    });
+    const entries = all.slice(page.offset, page.offset + page.limit);
+    const next = page.offset + entries.length;
+    return { entries, total: all.length, nextOffset: next < all.length ? next : undefined };
+  }
+
+  /** Replays the tenant's entries named by `ids` (every copy of each) or all of them. */
+  async replay(service: string, tenant: string, req: ReplayRequest): Promise<ReplayResult> {
+    const wanted = new Set(req.ids ?? []);
+    const found = new Set<string>();
+    const replayed: string[] = [];
+    const dryRun = req.dryRun === true;
+    await this.#serialized(service, (msg) => {
+      const entry = toEntry(msg);
+      if (entry.tenant !== tenant || !entry.jobId) return 'keep';
+      if (!req.all && !wanted.has(entry.jobId)) return 'keep';
+      found.add(entry.jobId);
+      replayed.push(entry.jobId);
+      return dryRun ? 'keep' : { replay: { resetAttempts: req.resetAttempts === true } };
+    });
+    return { replayed, notFound: [...wanted].filter((id) => !found.has(id)), dryRun };
+  }
+
+  /** Discards the tenant's entry `id` (every copy of it); returns how many messages were removed. */
+  async discard(service: string, tenant: string, id: string): Promise<number> {
+    let removed = 0;
+    await this.#serialized(service, (msg) => {
+      const entry = toEntry(msg);
+      if (entry.tenant !== tenant || entry.jobId !== id) return 'keep';
+      removed++;
+      return 'discard';
+    });
+    return removed;
+  }
+
+  #serialized(service: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {
+    const run = this.#queue.catch(() => {}).then(() => this.#rotate(service, visit));
+    this.#queue = run;
+    return run;
+  }
+
+  async #rotate(service: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {
+    const log = this.#o.logger.child({ service });
+    const { ch, pub } = await this.#openChannels(log);
+    try {
+      await new Rotation(ch, pub, this.#o.topology, service, this.#o, visit).run();
+    } catch (err) {
+      // Anything still unacked goes back to the DLQ when the channels close.
+      this.#channels = undefined;
+      await Promise.all([ch.close().catch(() => {}), pub.close().catch(() => {})]);
+      if (isGatewayError(err)) throw err;
+      log.warn({ err }, 'dlq operation failed');
+      throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the DLQ operation failed at the broker', { retryAfterS: 1, cause: err });
+    }
+  }
+
+  /**
+   * The channels stay open between operations: closing a channel right after its acks races with
+   * them on a quorum queue (3.10 applied the consumer's "down" before pending settles and returned
+   * acked messages to the queue, duplicating them), so after a successful rotation nothing is closed.
+   */
+  async #openChannels(log: Logger): Promise<{ ch: Channel; pub: ConfirmChannel }> {
+    const consumeConn = this.#consume.connection;
+    const publishConn = this.#publish.connection;
+    if (!consumeConn || !publishConn) throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 });
+    const current = this.#channels;
+    if (current && current.consumeConn === consumeConn && current.publishConn === publishConn && !current.closed) return current;
+    const [ch, pub] = await Promise.all([openChannel(consumeConn, log), openConfirmChannel(publishConn, log)]);
+    const channels = { ch, pub, consumeConn, publishConn, closed: false };
+    const onClose = (): void => {
+      channels.closed = true;
+    };
+    ch.on('close', onClose);
+    pub.on('close', onClose);
+    this.#channels = channels;
+    return channels;
+  }
+}
+
+async function openChannel(conn: ChannelModel, log: Logger): Promise<Channel> {
+  const ch = await conn.createChannel();
+  ch.on('error', (err: Error) => log.warn({ err }, 'dlq consume channel error'));
+  return ch;
+}
+
+async function openConfirmChannel(conn: ChannelModel, log: Logger): Promise<ConfirmChannel> {
+  const ch = await conn.createConfirmChannel();
+  ch.on('error', (err: Error) => log.warn({ err }, 'dlq publish channel error'));
+  return ch;
+}

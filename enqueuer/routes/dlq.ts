@@ -1,0 +1,104 @@
+import express, { Router, type Request } from 'express';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { GatewayError } from '../../shared/errors.ts';
+import type { JobEvent } from '../../shared/events.ts';
+import type { EnqueuerConfig } from '../config.ts';
+import type { DeadLetters } from '../dlq.ts';
+import type { EnqueuerMetrics } from '../metrics.ts';
+
+export interface DlqRouteDeps {
+  config: EnqueuerConfig;
+  deadLetters: DeadLetters;
+  logger: Logger;
+  /** Resolves the tenant of a request; a tenant sees and touches only its own entries. */
+  tenantOf: (req: Request) => string;
+  metrics: EnqueuerMetrics;
+  /** Records a job event here and tells the other replicas (a replayed job is `queued` again). */
+  recordEvent: (e: JobEvent) => void;
+}
+
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 500;
+
+const replayBody = z
+  .strictObject({
+    ids: z.array(z.string().min(1).max(200)).min(1).max(1000).optional(),
+    all: z.boolean().optional(),
+    resetAttempts: z.boolean().optional(),
+    dryRun: z.boolean().optional(),
+  })
+  .refine((b) => (b.all === true) !== (b.ids !== undefined), { message: 'give either ids or all: true' });
+
+/** Opaque cursor: the position in the tenant's DLQ listing. */
+export function encodeCursor(offset: number): string {
+  return Buffer.from(`o:${offset}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: unknown): number {
+  if (cursor === undefined) return 0;
+  const m = typeof cursor === 'string' ? /^o:(\d{1,9})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8')) : null;
+  if (!m) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid cursor');
+  return Number(m[1]);
+}
+
+function parseLimit(value: unknown): number {
+  if (value === undefined) return DEFAULT_LIMIT;
+  if (typeof value !== 'string' || !/^\d{1,4}$/.test(value) || Number(value) < 1 || Number(value) > MAX_LIMIT) {
+    throw new GatewayError('GW_ERR_BAD_REQUEST', `limit must be an integer from 1 to ${MAX_LIMIT}`);
+  }
+  return Number(value);
+}
+
+/** `GET /v1/dlq/:service`, `POST /v1/dlq/:service/replay`, `DELETE /v1/dlq/:service/:id`. */
+export function dlqRouter(deps: DlqRouteDeps): Router {
+  const router = Router();
+  const { config, deadLetters } = deps;
+  const serviceOf = (req: Request): string => {
+    const service = req.params.service as string;
+    // Unknown services are refused before any broker name is derived from the path (R9).
+    if (!Object.hasOwn(config.services, service)) throw new GatewayError('GW_ERR_SERVICE_UNKNOWN', `no service named ${JSON.stringify(service.slice(0, 64))}`);
+    return service;
+  };
+
+  router.get('/v1/dlq/:service', async (req, res) => {
+    const service = serviceOf(req);
+    const offset = decodeCursor(req.query.cursor);
+    const limit = parseLimit(req.query.limit);
+    const page = await deadLetters.browse(service, deps.tenantOf(req), { offset, limit });
+    res.json({ service, entries: page.entries, total: page.total, nextCursor: page.nextOffset === undefined ? null : encodeCursor(page.nextOffset) });
+  });
+
+  router.post('/v1/dlq/:service/replay', express.json({ limit: '256kb', strict: true }), async (req, res) => {
+    const service = serviceOf(req);
+    const parsed = replayBody.safeParse(req.body ?? {});
+    if (!parsed.success) throw new GatewayError('GW_ERR_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+    const tenant = deps.tenantOf(req);
+    const result = await deadLetters.replay(service, tenant, parsed.data);
+    if (!result.dryRun) {
+      const at = Date.now();
+      for (const jobId of result.replayed) {
+        deps.metrics.jobsReplayed.labels(service).inc();
+        // `replay` is the one way a job leaves a terminal state in the status view.
+        deps.recordEvent({ v: 1, kind: 'job', jobId, tenant, service, state: 'queued', attempt: 1, at, replay: true, requestId: req.id });
+      }
+    }
+    deps.logger.info(
+      { audit: 'dlq.replay', service, tenant, requestId: req.id, replayed: result.replayed.length, notFound: result.notFound.length, dryRun: result.dryRun, resetAttempts: parsed.data.resetAttempts === true },
+      'dlq replay',
+    );
+    res.json({ service, ...result });
+  });
+
+  router.delete('/v1/dlq/:service/:id', async (req, res) => {
+    const service = serviceOf(req);
+    const id = req.params.id as string;
+    const tenant = deps.tenantOf(req);
+    const removed = await deadLetters.discard(service, tenant, id);
+    if (removed === 0) throw new GatewayError('GW_ERR_DLQ_ENTRY_NOT_FOUND', `no dead-letter entry ${JSON.stringify(id.slice(0, 200))}`);
+    deps.logger.info({ audit: 'dlq.discard', service, tenant, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');
+    res.status(204).end();
+  });
+
+  return router;
+}
