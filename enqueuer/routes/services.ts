@@ -15,7 +15,9 @@ import type { JobRecord } from '../jobs/job-record.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { forwardedTarget, pickHeaders, validTraceparent } from '../http/forward.ts';
+import { parseDelay } from '../http/delay.ts';
 import { parsePrefer } from '../http/prefer.ts';
+import { delayTarget, maxDelayMs } from '../../shared/topology/delay.ts';
 import { readRawBody } from '../http/raw-body.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 import type { ReplyRouter } from '../replies.ts';
@@ -63,6 +65,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
   const router = Router();
   const { config, topology, replies, metrics, jobs, idempotency } = deps;
   const claimTtlMs = config.maxWaitMs + config.publishTimeoutMs + 5000;
+  const maxDelay = maxDelayMs(topology);
   // Span names and attributes per service, built once (no per-request allocation for them).
   const spans = new Map(Object.keys(config.services).map((service) => [service, {
     name: `${topology.names.workExchange} publish`,
@@ -77,6 +80,8 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const { path, query } = forwardedTarget(req.originalUrl, `/v1/services/${service}`);
     const prefer = parsePrefer(req.headers.prefer);
     const mode = prefer.respondAsync ? 'async' : 'sync';
+    const delayMs = parseDelay(req.headers, Date.now(), maxDelay);
+    if (delayMs !== undefined && mode === 'sync') throw new GatewayError('GW_ERR_DELAY_INVALID', 'a delay applies to async jobs only (send Prefer: respond-async)');
     const idemKey = parseIdempotencyKey(req.headers['idempotency-key']);
     const waitMs = prefer.waitS === undefined ? (mode === 'sync' ? config.defaultWaitMs : undefined) : Math.min(prefer.waitS * 1000, config.maxWaitMs);
     const tenant = deps.tenantOf(req);
@@ -112,7 +117,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     res.locals.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, traceId: hop.traceId } satisfies JobLogFields;
     res.setHeader('x-gw-job-id', env.jobId);
     try {
-      if (mode === 'async') await acceptJob(res, env, waitMs, svc, idemKey, fingerprint);
+      if (mode === 'async') await acceptJob(res, env, waitMs, svc, idemKey, fingerprint, delayMs ?? 0);
       else await callSync(res, env, waitMs!, svc, idemKey, fingerprint);
       endHop(hop);
     } catch (err) {
@@ -158,9 +163,11 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
   }
 
   /** Publishes a persistent job; 202 (or its result within the wait) only after the broker confirmed. */
-  async function acceptJob(res: Response, env: RequestEnvelope, waitMs: number | undefined, svc: Readonly<ServiceConfig>, idemKey: string | undefined, fingerprint: string): Promise<void> {
+  async function acceptJob(res: Response, env: RequestEnvelope, waitMs: number | undefined, svc: Readonly<ServiceConfig>, idemKey: string | undefined, fingerprint: string, delayMs: number): Promise<void> {
     const log = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: env.service };
-    await deps.track(replies.publish(topology.names.workExchange, topology.names.workRoutingKey(env.service), env.body, encodeRequest(env), 'async'));
+    // A delayed job enters through the delay levels and reaches the work queue when due.
+    const target = delayTarget(topology, env.service, delayMs);
+    await deps.track(replies.publish(target.exchange, target.routingKey, env.body, encodeRequest(env), 'async'));
     metrics.jobsAccepted.labels(env.service).inc();
     const queued: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId };
     // From here on the job is accepted: store trouble is logged, never turned into an error answer.
