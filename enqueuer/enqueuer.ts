@@ -11,11 +11,12 @@ import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
 import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
+import { onClientError } from './http/client-error.ts';
 import { ReplyRouter } from './replies.ts';
+import { Guard } from './security/guard.ts';
+import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import type { Readiness } from './routes/health.ts';
 
-/** The tenant used until authentication is configured. */
-export const DEFAULT_TENANT = 'default';
 
 export interface EnqueuerOptions {
   logger: Logger;
@@ -29,6 +30,7 @@ export class Enqueuer implements Lifecycle {
   readonly registry: Registry;
   readonly metrics: EnqueuerMetrics;
   readonly replies: ReplyRouter;
+  readonly guard: Guard;
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
@@ -54,6 +56,15 @@ export class Enqueuer implements Lifecycle {
     this.metrics = createEnqueuerMetrics(this.registry, {
       publishPending: () => this.replies.publishPending,
       correlationInflight: () => this.replies.inflight,
+    });
+    const security = config.security;
+    this.guard = new Guard(security, {
+      logger: this.#logger.child({ component: 'guard' }),
+      ...(security.redisUrl ? { store: new RedisBucketStore({ url: security.redisUrl, keyPrefix: `${config.prefix}:rl:`, logger: this.#logger }) } : {}),
+      events: {
+        onAuthFailure: (reason) => this.metrics.authFailures.inc({ reason }),
+        onLimited: (reason) => this.metrics.limited.inc({ reason }),
+      },
     });
     this.#broker = new BrokerConnection({
       url: config.rabbitmqUrl,
@@ -129,12 +140,20 @@ export class Enqueuer implements Lifecycle {
       registry: this.registry,
       logger: this.#logger,
       readiness: () => this.readiness(),
-      tenantOf: () => DEFAULT_TENANT,
+      tenantOf: (req) => req.principal.tenant,
+      guard: this.guard,
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
     });
-    const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, app);
+    const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: this.config.limits.maxHeaderBytes }, app);
+    // One above the limit so inputLimits() sees an overflow instead of Node silently dropping fields.
+    server.maxHeadersCount = this.config.limits.maxHeaderCount + 1;
+    server.on('clientError', onClientError);
     this.#server = server;
+    if (this.config.security.authMode === 'none') {
+      this.#logger.warn({ authMode: 'none', tenant: 'default' },
+        'AUTH_MODE=none: DEVELOPMENT MODE, NO AUTHENTICATION. Every request is tenant "default". Configure API_KEYS_FILE before exposing this gateway.');
+    }
     this.#broker.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -170,7 +189,7 @@ export class Enqueuer implements Lifecycle {
       ]);
     }
     const errors: unknown[] = [];
-    for (const step of [() => this.replies.close(), () => this.#broker.close()]) {
+    for (const step of [() => this.replies.close(), () => this.#broker.close(), () => this.guard.close()]) {
       await step().catch((err: unknown) => errors.push(err));
     }
     server?.closeAllConnections();

@@ -12,6 +12,8 @@ export interface EnqueuerMetrics extends CommonMetrics {
   lateReplies: Counter;
   syncInflight: Gauge<'service'>;
   jobsAccepted: Counter<'service'>;
+  authFailures: Counter<'reason'>;
+  limited: Counter<'reason'>;
 }
 
 /** Live values read at scrape time. */
@@ -52,6 +54,8 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
     replyTimeouts: new Counter({ name: 'gw_reply_timeouts_total', help: 'Sync requests answered 504 because no reply came within the wait', labelNames: ['service'], registers }),
     lateReplies: new Counter({ name: 'gw_replies_late_total', help: 'Replies that arrived after their request had ended', registers }),
     syncInflight: new Gauge({ name: 'gw_sync_inflight', help: 'Sync requests in flight', labelNames: ['service'], registers }),
+    authFailures: new Counter({ name: 'gw_auth_failures_total', help: 'Requests refused for missing or invalid credentials (throttled = source IP over its failure budget)', labelNames: ['reason'], registers }),
+    limited: new Counter({ name: 'gw_requests_limited_total', help: 'Requests refused by a quota: rate (429), inflight (429), forbidden (403)', labelNames: ['reason'], registers }),
     jobsAccepted: new Counter({ name: 'gw_jobs_accepted_total', help: 'Async jobs confirmed by the broker and answered 202', labelNames: ['service'], registers }),
   };
 }

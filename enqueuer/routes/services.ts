@@ -12,6 +12,7 @@ import { parsePrefer } from '../http/prefer.ts';
 import { readRawBody } from '../http/raw-body.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 import type { ReplyRouter } from '../replies.ts';
+import type { Guard } from '../security/guard.ts';
 
 export interface ServicesRouteDeps {
   config: EnqueuerConfig;
@@ -19,12 +20,24 @@ export interface ServicesRouteDeps {
   replies: ReplyRouter;
   metrics: EnqueuerMetrics;
   logger: Logger;
-  /** Resolves the tenant of a request (authentication lands in a later issue). */
+  /** The tenant of a request: always the authenticated one (`req.principal`), never a client header. */
   tenantOf: (req: Request) => string;
+  /** Authorisation, rate limits and in-flight caps. */
+  guard: Guard;
   /** Fails while the enqueuer drains or the broker is out of reach. */
   assertAccepting: () => void;
   /** Tracks a request so a graceful stop waits for it. */
   track: <T>(work: Promise<T>) => Promise<T>;
+}
+
+interface ForwardTarget {
+  service: string;
+  svc: Readonly<ServiceConfig>;
+  path: string;
+  query: string;
+  waitMs: number;
+  waitApplied: boolean;
+  tenant: string;
 }
 
 /** Methods forwarded downstream. */
@@ -37,6 +50,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
 
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
+    deps.guard.authorizeService(req.principal, service);
     const svc = config.services[service];
     if (!svc) throw new GatewayError('GW_ERR_SERVICE_UNKNOWN', `no service named ${JSON.stringify(service.slice(0, 64))}`);
     if (!METHODS.has(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED');
@@ -44,6 +58,17 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const prefer = parsePrefer(req.headers.prefer);
     const waitMs = prefer.waitS === undefined ? config.defaultWaitMs : Math.min(prefer.waitS * 1000, config.maxWaitMs);
     deps.assertAccepting();
+    const tenant = deps.tenantOf(req);
+    const release = deps.guard.acquireInflight(tenant);
+    try {
+      await forward(req, res, { service, svc, path, query, waitMs, waitApplied: prefer.waitS !== undefined, tenant });
+    } finally {
+      release();
+    }
+  });
+
+  async function forward(req: Request, res: Response, t: ForwardTarget): Promise<void> {
+    const { service, svc, path, query, waitMs, waitApplied, tenant } = t;
     const body = await readRawBody(req, config.bodyLimitBytes);
     const now = Date.now();
     const env: RequestEnvelope = {
@@ -55,7 +80,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
       path,
       query,
       headers: pickHeaders(req.headers, svc.forwardRequestHeaders),
-      tenant: deps.tenantOf(req),
+      tenant,
       deadline: now + waitMs,
       attempt: 1,
       enqueuedAt: now,
@@ -66,7 +91,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
       env.traceparent = traceparent;
       if (typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
     }
-    if (prefer.waitS !== undefined) res.setHeader('preference-applied', `wait=${Math.ceil(waitMs / 1000)}`);
+    if (waitApplied) res.setHeader('preference-applied', `wait=${Math.ceil(waitMs / 1000)}`);
     res.setHeader('x-gw-job-id', env.jobId);
 
     const gauge = metrics.syncInflight.labels(service);
@@ -82,7 +107,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     } finally {
       gauge.dec();
     }
-  });
+  }
 
   return router;
 }
