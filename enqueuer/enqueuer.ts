@@ -97,7 +97,12 @@ export class Enqueuer implements Lifecycle {
       this.replies.detach();
     });
     this.#broker.on('reconnecting', () => this.metrics.brokerReconnects.inc({ role }));
-    this.#broker.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
+    this.#broker.on('blocked', () => {
+      this.metrics.brokerBlocked.set({ role }, 1);
+      // RabbitMQ blocks a connection only once it publishes, and then stops reading it: the publish
+      // that triggered the block would otherwise wait for the publish timeout.
+      this.replies.failUnconfirmed(new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
+    });
     this.#broker.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
     this.#broker.on('handler-error', () => this.metrics.unhandledErrors.inc());
     this.metrics.brokerConnected.set({ role }, 0);
