@@ -55,6 +55,10 @@ const enqueuerEnvShape = {
   MAX_HEADER_COUNT: envInt(8, 10_000, 100),
   /** Longest request target (path + query) in bytes → 414 beyond. @default 8192 */
   MAX_URL_BYTES: envInt(64, 1024 * 1024, 8192),
+  /** Time to receive a whole request (head and body) → 408 beyond; bounds slow-drip bodies (ms). @default 30000 */
+  REQUEST_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
+  /** Time to receive the request head → 408 beyond; at most REQUEST_TIMEOUT_MS (ms). @default 10000 */
+  HEADERS_TIMEOUT_MS: envInt(500, 600_000, 10_000),
 };
 
 /** Rate and concurrency limits of one tenant, defaults filled in. */
@@ -113,7 +117,7 @@ export interface EnqueuerConfig {
   shutdownGraceMs: number;
   security: SecurityConfig;
   /** Input limits of the HTTP server. */
-  limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number };
+  limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number; requestTimeoutMs: number; headersTimeoutMs: number };
 }
 
 export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
@@ -153,7 +157,13 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
       authFailuresPerMin: e.AUTH_FAILURES_PER_MIN,
       redisUrl: e.REDIS_URL,
     },
-    limits: { maxHeaderBytes: e.MAX_HEADER_BYTES, maxHeaderCount: e.MAX_HEADER_COUNT, maxUrlBytes: e.MAX_URL_BYTES },
+    limits: {
+      maxHeaderBytes: e.MAX_HEADER_BYTES,
+      maxHeaderCount: e.MAX_HEADER_COUNT,
+      maxUrlBytes: e.MAX_URL_BYTES,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: Math.min(e.HEADERS_TIMEOUT_MS, e.REQUEST_TIMEOUT_MS),
+    },
   });
 }
 

@@ -11,7 +11,7 @@ import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
 import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
-import { onClientError } from './http/client-error.ts';
+import { onCheckExpectation, onClientError, onConnectMethod } from './http/client-error.ts';
 import { ReplyRouter } from './replies.ts';
 import { Guard } from './security/guard.ts';
 import { RedisBucketStore } from './security/redis-bucket-store.ts';
@@ -150,10 +150,21 @@ export class Enqueuer implements Lifecycle {
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
     });
-    const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: this.config.limits.maxHeaderBytes }, app);
+    const limits = this.config.limits;
+    const server = createServer({
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      // Node checks both timeouts only this often (30 s by default), which would stretch them.
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+      keepAliveTimeout: 5_000,
+      maxHeaderSize: limits.maxHeaderBytes,
+      requireHostHeader: false,
+    }, app);
     // One above the limit so inputLimits() sees an overflow instead of Node silently dropping fields.
-    server.maxHeadersCount = this.config.limits.maxHeaderCount + 1;
+    server.maxHeadersCount = limits.maxHeaderCount + 1;
     server.on('clientError', onClientError);
+    server.on('checkExpectation', onCheckExpectation);
+    server.on('connect', onConnectMethod);
     this.#server = server;
     if (this.config.security.authMode === 'none') {
       this.#logger.warn({ authMode: 'none', tenant: 'default' },

@@ -16,6 +16,7 @@ export const ERRORS = {
   GW_ERR_BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   GW_ERR_URI_TOO_LONG: { status: 414, title: 'Request URI too long' },
   GW_ERR_UNSUPPORTED_ENCODING: { status: 415, title: 'Unsupported content encoding' },
+  GW_ERR_EXPECTATION_FAILED: { status: 417, title: 'Expectation not supported' },
   GW_ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   GW_ERR_IDEMPOTENCY_KEY_IN_USE: { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
   GW_ERR_RATE_LIMITED: { status: 429, title: 'Rate limit exceeded' },
