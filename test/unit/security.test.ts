@@ -128,6 +128,24 @@ describe('guard', () => {
     expect(seen.filter((s) => s === 'b')).toHaveLength(0);
   });
 
+  it('limits each key of a tenant on its own bucket where per-client limits are configured', async () => {
+    const KEY_A2 = 'key-a2-0123456789abcdef';
+    const s = security();
+    const keys = parseKeysFile({
+      keys: [...s.keys!.keys, { id: 'a2', sha256: hashKey(KEY_A2), tenant: 'a' }],
+      tenants: { a: { ratePerS: 100, burst: 100, clientRatePerS: 1, clientBurst: 2 } },
+    }, 'test');
+    const guard = new Guard({ ...s, keys }, { logger: silent });
+    const a1 = guard.authenticate(`Bearer ${KEY_A}`, '::1');
+    const a2 = guard.authenticate(`Bearer ${KEY_A2}`, '::1');
+    let last = '';
+    await guard.takeRateLimit(a1, () => undefined);
+    await guard.takeRateLimit(a1, () => undefined);
+    await expect(guard.takeRateLimit(a1, (h) => (last = `${h.policy} | ${h.limit}`))).rejects.toMatchObject({ code: 'GW_ERR_RATE_LIMITED' });
+    expect(last).toBe('"tenant";q=100;w=1, "client";q=2;w=2 | "tenant";r=97;t=1, "client";r=0;t=2');
+    await expect(guard.takeRateLimit(a2, () => undefined)).resolves.toBeUndefined();
+  });
+
   it('caps in-flight sync requests per tenant and releases each slot once', () => {
     const guard = new Guard(security(), { logger: silent });
     const release = guard.acquireInflight('a');
