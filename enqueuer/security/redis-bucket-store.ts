@@ -38,6 +38,7 @@ export class RedisBucketStore implements BucketStore {
   #logger: Logger;
   #prefix: string;
   #degraded = false;
+  #errorLogged = false;
 
   constructor(options: { url: string; keyPrefix: string; logger: Logger; commandTimeoutMs?: number }) {
     this.#logger = options.logger;
@@ -48,8 +49,11 @@ export class RedisBucketStore implements BucketStore {
       enableOfflineQueue: false,
       lazyConnect: false,
     });
+    // ioredis emits an error per reconnect attempt; one line per outage is enough.
     this.#redis.on('error', (err: Error) => {
-      if (!this.#degraded) this.#logger.warn({ err: err.message }, 'rate-limit store: Redis error');
+      if (this.#errorLogged) return;
+      this.#errorLogged = true;
+      this.#logger.warn({ err: err.message }, 'rate-limit store: Redis error');
     });
     this.#redis.defineCommand('gwTakeTokens', { numberOfKeys: 1, lua: TAKE_SCRIPT });
   }
@@ -58,6 +62,7 @@ export class RedisBucketStore implements BucketStore {
     try {
       const take = (this.#redis as unknown as { gwTakeTokens: TakeCommand }).gwTakeTokens;
       const [allowed, tokens] = await take.call(this.#redis, this.#prefix + key, String(policy.ratePerS / 1000), String(policy.burst), String(cost));
+      this.#errorLogged = false;
       if (this.#degraded) {
         this.#degraded = false;
         this.#logger.info('rate-limit store: Redis answers again, buckets are shared');

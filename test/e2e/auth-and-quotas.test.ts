@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Enqueuer } from '../../enqueuer/enqueuer.ts';
 import { hashKey } from '../../enqueuer/security/api-keys.ts';
+import { RedisBucketStore } from '../../enqueuer/security/redis-bucket-store.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { LogSink, Stack } from '../support/stack.ts';
 
@@ -185,6 +186,15 @@ describe('rate-limit buckets shared through Redis', () => {
   });
   beforeEach(() => {
     expect.hasAssertions();
+  });
+
+  it('falls back to per-replica buckets, not to refusing traffic, when Redis does not answer', async () => {
+    const store = new RedisBucketStore({ url: 'redis://127.0.0.1:1', keyPrefix: 'x:', logger: pino({ level: 'silent' }), commandTimeoutMs: 100 });
+    const policy = { name: 'tenant', ratePerS: 1, burst: 2 };
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push((await store.take('t:a', policy)).allowed);
+    await store.close();
+    expect(results).toEqual([true, true, false]);
   });
 
   it('lets two enqueuer replicas together serve one tenant no more than its burst', async () => {
