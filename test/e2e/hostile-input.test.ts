@@ -5,7 +5,7 @@ import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { HOSTILE_REPLY_KINDS, HostileDownstream } from '../support/hostile-downstream.ts';
 import { rawRequest, type RawAnswer } from '../support/raw-http.ts';
 import { LogSink, Stack } from '../support/stack.ts';
-import { fixedCorpus, generatedCorpus, req, slowCorpus, type HostileCase } from './hostile-corpus.ts';
+import { fixedCorpus, generatedCorpus, req, slowCorpus, type HostileCase } from '../support/hostile-corpus.ts';
 
 const BODY_LIMIT = 64 * 1024;
 const GATEWAY_5XX = new Set([502, 503, 504]);
