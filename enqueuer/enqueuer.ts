@@ -13,10 +13,13 @@ import type { EnqueuerConfig } from './config.ts';
 import { createEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { onCheckExpectation, onClientError, onConnectMethod } from './http/client-error.ts';
 import { ReplyRouter } from './replies.ts';
-import { Guard } from './security/guard.ts';
+import { DEV_PRINCIPAL, Guard } from './security/guard.ts';
 import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import type { Readiness } from './routes/health.ts';
 
+
+/** The tenant of every request in development mode (`AUTH_MODE=none`); kept for code that imported it. */
+export const DEFAULT_TENANT = DEV_PRINCIPAL.tenant;
 
 export interface EnqueuerOptions {
   logger: Logger;
