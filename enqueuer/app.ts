@@ -1,6 +1,8 @@
 import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { authenticate } from './http/authenticate.ts';
+import { inputLimits } from './http/client-error.ts';
 import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { requestId } from './http/request-id.ts';
 import type { EnqueuerMetrics } from './metrics.ts';
@@ -57,7 +59,10 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.use(requestId);
   app.use(httpMetrics(deps.metrics));
+  app.use(inputLimits(deps.config.limits));
   app.use(healthRouter(deps.readiness, deps.registry));
+  // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
+  app.use('/v1', authenticate(deps.guard));
   app.use(servicesRouter(deps));
   app.use(jobsRouter(deps));
   app.use(dlqRouter(deps));

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { brokerEnvShape, envInt, parseEnv, readTls } from '../shared/config/env.ts';
-import { deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
+import { ConfigError, deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
+import { loadKeysFile, type KeysFile, type TenantLimits } from './security/api-keys.ts';
 
 /**
  * Largest body the enqueuer accepts. RabbitMQ 4.x refuses messages over 16 MiB (`max_message_size`)
@@ -58,7 +59,70 @@ const enqueuerEnvShape = {
   DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
   /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
   DLQ_MAX_SCAN: envInt(1, 1_000_000, 10_000),
+  /**
+   * `api-keys`: every /v1 request needs `Authorization: Bearer <key>`. `none`: development mode, every
+   * request is tenant `default` (logged as a warning at start). Default: `api-keys` when
+   * API_KEYS_FILE/API_KEYS_JSON is set, else `none`.
+   */
+  AUTH_MODE: z.enum(['api-keys', 'none']).optional(),
+  /** Failed authentications per source IP per minute before that IP gets 429. @default 20 */
+  AUTH_FAILURES_PER_MIN: envInt(1, 100_000, 20),
+  /** Default tenant token refill (requests/s); 0 = no rate limit. @default 0 */
+  RATE_LIMIT_PER_S: z.coerce.number().min(0).max(1_000_000).default(0),
+  /** Default tenant bucket size. @default 2 × RATE_LIMIT_PER_S (at least 1) */
+  RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(10_000_000).optional(),
+  /** Default per-key (client) refill within a tenant; 0 = off. @default 0 */
+  CLIENT_RATE_LIMIT_PER_S: z.coerce.number().min(0).max(1_000_000).default(0),
+  /** Default per-key bucket size. @default 2 × CLIENT_RATE_LIMIT_PER_S */
+  CLIENT_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(10_000_000).optional(),
+  /** Sync requests one tenant may have waiting at once (per replica). @default 1000 */
+  MAX_INFLIGHT_PER_TENANT: envInt(1, 1_000_000, 1000),
+  /** Largest request head (request line + headers) in bytes → 431 beyond. @default 16384 */
+  MAX_HEADER_BYTES: envInt(1024, 1024 * 1024, 16 * 1024),
+  /** Most request header fields → 431 beyond. @default 100 */
+  MAX_HEADER_COUNT: envInt(8, 10_000, 100),
+  /** Longest request target (path + query) in bytes → 414 beyond. @default 8192 */
+  MAX_URL_BYTES: envInt(64, 1024 * 1024, 8192),
+  /** Time to receive a whole request (head and body) → 408 beyond; bounds slow-drip bodies (ms). @default 30000 */
+  REQUEST_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
+  /** Time to receive the request head → 408 beyond; at most REQUEST_TIMEOUT_MS (ms). @default 10000 */
+  HEADERS_TIMEOUT_MS: envInt(500, 600_000, 10_000),
 };
+
+/** Rate and concurrency limits of one tenant, defaults filled in. */
+export interface ResolvedLimits {
+  /** 0 = off. */
+  ratePerS: number;
+  burst: number;
+  /** 0 = off. */
+  clientRatePerS: number;
+  clientBurst: number;
+  maxInflight: number;
+}
+
+/** Authentication and quotas. */
+export interface SecurityConfig {
+  authMode: 'api-keys' | 'none';
+  keys: KeysFile | undefined;
+  defaults: ResolvedLimits;
+  authFailuresPerMin: number;
+  redisUrl: string | undefined;
+}
+
+/** Fills a tenant's limits from the defaults. */
+export function limitsFor(security: SecurityConfig, tenant: string): ResolvedLimits {
+  const own: TenantLimits | undefined = security.keys?.tenants[tenant];
+  if (!own) return security.defaults;
+  const ratePerS = own.ratePerS ?? security.defaults.ratePerS;
+  const clientRatePerS = own.clientRatePerS ?? security.defaults.clientRatePerS;
+  return {
+    ratePerS,
+    burst: own.burst ?? (own.ratePerS === undefined ? security.defaults.burst : Math.max(1, Math.ceil(ratePerS * 2))),
+    clientRatePerS,
+    clientBurst: own.clientBurst ?? (own.clientRatePerS === undefined ? security.defaults.clientBurst : Math.max(1, Math.ceil(clientRatePerS * 2))),
+    maxInflight: own.maxInflight ?? security.defaults.maxInflight,
+  };
+}
 
 /** Everything the enqueuer reads, validated and frozen. */
 export interface EnqueuerConfig {
@@ -95,10 +159,17 @@ export interface EnqueuerConfig {
   eventsQueueMaxLength: number;
   dlqOpTimeoutMs: number;
   dlqMaxScan: number;
+  security: SecurityConfig;
+  /** Input limits of the HTTP server. */
+  limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number; requestTimeoutMs: number; headersTimeoutMs: number };
 }
 
 export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
   const e = parseEnv(enqueuerEnvShape, env, 'enqueuer environment');
+  const keys = loadKeysFile(env);
+  const authMode = e.AUTH_MODE ?? (keys ? 'api-keys' : 'none');
+  if (authMode === 'api-keys' && !keys) throw new ConfigError('enqueuer environment', ['AUTH_MODE=api-keys needs API_KEYS_FILE or API_KEYS_JSON']);
+  if (authMode === 'none' && keys) throw new ConfigError('enqueuer environment', ['AUTH_MODE=none contradicts the configured API keys; unset one of them']);
   return deepFreeze({
     port: e.PORT,
     host: e.HOST,
@@ -133,6 +204,26 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
     dlqMaxScan: e.DLQ_MAX_SCAN,
+    security: {
+      authMode,
+      keys,
+      defaults: {
+        ratePerS: e.RATE_LIMIT_PER_S,
+        burst: e.RATE_LIMIT_BURST ?? Math.max(1, Math.ceil(e.RATE_LIMIT_PER_S * 2)),
+        clientRatePerS: e.CLIENT_RATE_LIMIT_PER_S,
+        clientBurst: e.CLIENT_RATE_LIMIT_BURST ?? Math.max(1, Math.ceil(e.CLIENT_RATE_LIMIT_PER_S * 2)),
+        maxInflight: e.MAX_INFLIGHT_PER_TENANT,
+      },
+      authFailuresPerMin: e.AUTH_FAILURES_PER_MIN,
+      redisUrl: e.REDIS_URL,
+    },
+    limits: {
+      maxHeaderBytes: e.MAX_HEADER_BYTES,
+      maxHeaderCount: e.MAX_HEADER_COUNT,
+      maxUrlBytes: e.MAX_URL_BYTES,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: Math.min(e.HEADERS_TIMEOUT_MS, e.REQUEST_TIMEOUT_MS),
+    },
   });
 }
 

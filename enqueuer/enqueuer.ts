@@ -23,11 +23,15 @@ import { RedisIdempotencyStore } from './jobs/redis-idempotency-store.ts';
 import { RedisJobStore } from './jobs/redis-job-store.ts';
 import { createEnqueuerMetrics, initEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { DeadLetters } from './dlq.ts';
+import { onCheckExpectation, onClientError, onConnectMethod } from './http/client-error.ts';
 import { ReplyRouter } from './replies.ts';
+import { DEV_PRINCIPAL, Guard } from './security/guard.ts';
+import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import type { Readiness } from './routes/health.ts';
 
-/** The tenant used until authentication is configured. */
-export const DEFAULT_TENANT = 'default';
+
+/** The tenant of every request in development mode (`AUTH_MODE=none`); kept for code that imported it. */
+export const DEFAULT_TENANT = DEV_PRINCIPAL.tenant;
 
 export interface EnqueuerOptions {
   logger: Logger;
@@ -50,6 +54,7 @@ export class Enqueuer implements Lifecycle {
   #sweeper: NodeJS.Timeout | undefined;
   /** DLQ browse/replay/discard, on connections of its own. */
   readonly deadLetters: DeadLetters;
+  readonly guard: Guard;
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
@@ -77,6 +82,15 @@ export class Enqueuer implements Lifecycle {
       correlationInflight: () => this.replies.inflight,
     });
     initEnqueuerMetrics(this.metrics, Object.keys(config.services));
+    const security = config.security;
+    this.guard = new Guard(security, {
+      logger: this.#logger.child({ component: 'guard' }),
+      ...(security.redisUrl ? { store: new RedisBucketStore({ url: security.redisUrl, keyPrefix: `${config.prefix}:rl:`, logger: this.#logger }) } : {}),
+      events: {
+        onAuthFailure: (reason) => this.metrics.authFailures.inc({ reason }),
+        onLimited: (reason) => this.metrics.limited.inc({ reason }),
+      },
+    });
     this.#broker = new BrokerConnection({
       url: config.rabbitmqUrl,
       role: 'enqueuer',
@@ -152,7 +166,12 @@ export class Enqueuer implements Lifecycle {
       this.replies.detach();
     });
     this.#broker.on('reconnecting', () => this.metrics.brokerReconnects.inc({ role }));
-    this.#broker.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
+    this.#broker.on('blocked', () => {
+      this.metrics.brokerBlocked.set({ role }, 1);
+      // RabbitMQ blocks a connection only once it publishes, and then stops reading it: the publish
+      // that triggered the block would otherwise wait for the publish timeout.
+      this.replies.failUnconfirmed(new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 }));
+    });
     this.#broker.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
     this.#broker.on('handler-error', () => this.metrics.unhandledErrors.inc());
   }
@@ -204,12 +223,27 @@ export class Enqueuer implements Lifecycle {
         this.#onJobEvent(e);
         this.#announceQueued(e);
       },
-      tenantOf: () => DEFAULT_TENANT,
+      tenantOf: (req) => req.principal.tenant,
+      guard: this.guard,
       assertAccepting: () => this.#assertAccepting(),
       track: (work) => this.#track(work),
       deadLetters: this.deadLetters,
     });
-    const server = createServer({ requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, app);
+    const limits = this.config.limits;
+    const server = createServer({
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      // Node checks both timeouts only this often (30 s by default), which would stretch them.
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+      keepAliveTimeout: 5_000,
+      maxHeaderSize: limits.maxHeaderBytes,
+      requireHostHeader: false,
+    }, app);
+    // One above the limit so inputLimits() sees an overflow instead of Node silently dropping fields.
+    server.maxHeadersCount = limits.maxHeaderCount + 1;
+    server.on('clientError', onClientError);
+    server.on('checkExpectation', onCheckExpectation);
+    server.on('connect', onConnectMethod);
     this.#server = server;
     if (this.#redis) {
       await this.#redis.connect().catch((err: unknown) => this.#logger.error({ err }, 'redis not reachable at start-up; job requests answer 503 until it is'));
@@ -220,6 +254,10 @@ export class Enqueuer implements Lifecycle {
       }
     }, this.config.sweepIntervalMs).unref();
     this.events.start();
+    if (this.config.security.authMode === 'none') {
+      this.#logger.warn({ authMode: 'none', tenant: 'default' },
+        'AUTH_MODE=none: DEVELOPMENT MODE, NO AUTHENTICATION. Every request is tenant "default". Configure API_KEYS_FILE before exposing this gateway.');
+    }
     this.#broker.start();
     this.deadLetters.start();
     await new Promise<void>((resolve, reject) => {
@@ -265,6 +303,7 @@ export class Enqueuer implements Lifecycle {
       () => this.events.close(),
       () => this.jobs.close(),
       () => this.idempotency.close(),
+      () => this.guard.close(),
       async () => {
         if (redis && redis.status !== 'end') await redis.quit().then(() => undefined, () => redis.disconnect());
       },

@@ -14,6 +14,8 @@ export interface EnqueuerMetrics extends CommonMetrics {
   jobsAccepted: Counter<'service'>;
   /** Incremented by DLQ replay for each entry sent back to work (a second inflow of the conservation). */
   jobsReplayed: Counter<'service'>;
+  authFailures: Counter<'reason'>;
+  limited: Counter<'reason'>;
 }
 
 /** Live values read at scrape time. */
@@ -53,6 +55,8 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
     replyTimeouts: new Counter({ name: 'gw_reply_timeouts_total', help: 'Sync requests answered 504 because no reply came within the wait', labelNames: ['service'], registers }),
     lateReplies: new Counter({ name: 'gw_replies_late_total', help: 'Replies that arrived after their request had ended', registers }),
     syncInflight: new Gauge({ name: 'gw_sync_inflight', help: 'Sync requests in flight', labelNames: ['service'], registers }),
+    authFailures: new Counter({ name: 'gw_auth_failures_total', help: 'Requests refused for missing or invalid credentials (throttled = source IP over its failure budget)', labelNames: ['reason'], registers }),
+    limited: new Counter({ name: 'gw_requests_limited_total', help: 'Requests refused by a quota: rate (429), inflight (429), forbidden (403)', labelNames: ['reason'], registers }),
     jobsAccepted: new Counter({ name: 'gw_jobs_accepted_total', help: 'Async jobs confirmed by the broker and answered 202', labelNames: ['service'], registers }),
     jobsReplayed: new Counter({ name: 'gw_jobs_replayed_total', help: 'Dead-lettered jobs replayed from the DLQ into the work queue (confirmed)', labelNames: ['service'], registers }),
   };

@@ -130,6 +130,11 @@ export class ReplyRouter {
     );
   }
 
+  /** The broker blocked the connection: fail the publishes it now holds unread, at once (503). */
+  failUnconfirmed(err: Error): void {
+    for (const rc of this.#channels) rc.publisher.failPending(err);
+  }
+
   /** The connection is gone: fail every waiting request now rather than at its timeout. */
   detach(): void {
     this.#connection = undefined;

@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GatewayError } from '../../shared/errors.ts';
 
-/** Longest forwarded path + query accepted (bytes of the raw URL). */
-export const MAX_FORWARD_URL_LENGTH = 4096;
+/** Longest forwarded path + query accepted (bytes of the raw URL); the server's MAX_URL_BYTES is usually lower. */
+export const MAX_FORWARD_URL_LENGTH = 64 * 1024;
 
 // Control characters, backslash, and anything that is not a valid URL path character.
 /* eslint-disable no-control-regex */
@@ -16,7 +16,7 @@ const BAD_DECODED = /[\u0000-\u001f\u007f\\]/;
  * percent-encoded, once or twice), backslashes, control characters, `@` before the first `/`.
  */
 export function forwardedTarget(rawUrl: string, mountPrefix: string): { path: string; query: string } {
-  if (rawUrl.length > MAX_FORWARD_URL_LENGTH + mountPrefix.length) throw new GatewayError('GW_ERR_PATH_INVALID', 'URL too long');
+  if (rawUrl.length > MAX_FORWARD_URL_LENGTH + mountPrefix.length) throw new GatewayError('GW_ERR_URI_TOO_LONG');
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const query = q === -1 ? '' : rawUrl.slice(q + 1);

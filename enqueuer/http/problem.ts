@@ -22,6 +22,7 @@ export function sendProblem(res: Response, err: unknown): void {
   res.status(problem.status);
   res.setHeader('content-type', 'application/problem+json');
   if (retryAfterS !== undefined) res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterS))));
+  if (problem.status === 401) res.setHeader('www-authenticate', 'Bearer realm="gateway"');
   // A body we stopped reading must not be parsed as the next request on this connection.
   if (problem.status === 413) res.setHeader('connection', 'close');
   res.end(JSON.stringify(problem));

@@ -21,6 +21,7 @@ import { delayTarget, maxDelayMs } from '../../shared/topology/delay.ts';
 import { readRawBody } from '../http/raw-body.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 import type { ReplyRouter } from '../replies.ts';
+import type { Guard } from '../security/guard.ts';
 
 export interface ServicesRouteDeps {
   config: EnqueuerConfig;
@@ -34,8 +35,10 @@ export interface ServicesRouteDeps {
   breakers: BreakerBoard;
   /** Tells the other replicas about a job the broker just confirmed (fire and forget). */
   announceQueued: (e: JobEvent) => void;
-  /** Resolves the tenant of a request (authentication lands in a later issue). */
+  /** The tenant of a request: always the authenticated one (`req.principal`), never a client header. */
   tenantOf: (req: Request) => string;
+  /** Authorisation, rate limits and in-flight caps. */
+  guard: Guard;
   /** Fails while the enqueuer drains or the broker is out of reach. */
   assertAccepting: () => void;
   /** Tracks a request so a graceful stop waits for it. */
@@ -74,6 +77,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
 
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
+    deps.guard.authorizeService(req.principal, service);
     const svc = config.services[service];
     if (!svc) throw new GatewayError('GW_ERR_SERVICE_UNKNOWN', `no service named ${JSON.stringify(service.slice(0, 64))}`);
     if (!METHODS.has(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED');
@@ -86,6 +90,10 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const waitMs = prefer.waitS === undefined ? (mode === 'sync' ? config.defaultWaitMs : undefined) : Math.min(prefer.waitS * 1000, config.maxWaitMs);
     const tenant = deps.tenantOf(req);
     deps.assertAccepting();
+    if (mode === 'sync') {
+      // The per-tenant cap on waiting sync requests; released when the response ends either way.
+      res.once('close', deps.guard.acquireInflight(tenant));
+    }
     const body = await readRawBody(req, config.bodyLimitBytes);
     const applied = [...(mode === 'async' ? ['respond-async'] : []), ...(prefer.waitS !== undefined ? [`wait=${Math.ceil(waitMs! / 1000)}`] : [])];
     if (applied.length) res.setHeader('preference-applied', applied.join(', '));

@@ -107,6 +107,15 @@ export class ConfirmPublisher {
     else p.resolve();
   }
 
+  /**
+   * Fails every unconfirmed publish but keeps the channel usable: used when the broker blocks the
+   * connection (resource alarm), so callers get 503 at once instead of at the publish timeout. The
+   * broker may still take those messages once unblocked: like a timeout, the outcome is unknown.
+   */
+  failPending(err: Error, outcome: PublishOutcome = 'blocked'): void {
+    for (const id of [...this.#pending.keys()]) this.#settle(id, outcome, err);
+  }
+
   /** Fails every unconfirmed publish (channel or connection gone). */
   failAll(err: Error, outcome: PublishOutcome = 'closed'): void {
     this.#closed = true;

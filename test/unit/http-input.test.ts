@@ -23,8 +23,22 @@ describe('forwarded path', () => {
   it.each([
     '//evil.example/x', '/..%2fsecret', '/a/%2e%2e/b', '/a/%252e%252e/b', '/a\\b', '/a%00b', '/a%0d%0aX: y', '/@evil.example',
     '/a/./b', '/http://evil.example', '/%zz',
+    // RELIABILITY.md 6.3 path corpus
+    '/%2e%2e/secret', '/%2E%2E%2Fsecret', '/..', '/.', '/a/../../b', '/%2e%2e', '/%2F%2Fevil.example', '/%5c..%5csecret', '/a%5cb',
+    '/%0d%0aInjected:%20x', '/a%09b', '/a%7fb', '/%68ttp://evil.example', '/%', '/%2', '/user@evil.example/x', '/%40evil.example',
+    '/a b', '/a\tb', '/a\u0000b', '/%25%32%65%25%32%65/x', '/a?x=\r\n',
   ])('rejects %s', (p) => {
     expect(() => forwardedTarget(mount + p, mount)).toThrow(expect.objectContaining({ code: 'GW_ERR_PATH_INVALID' }));
+  });
+});
+
+describe('forwarded path: what stays allowed', () => {
+  const mount = '/v1/services/echo';
+  it.each(['/a/b.c/d', '/files/report..pdf', '/%E2%80%A4%E2%80%A4/x', '/a/b@c', '/q?redirect=http://x', '/a;b=c', '/~user/.well-known'])('keeps %s (no way out of the origin)', (p) => {
+    expect(forwardedTarget(mount + p, mount).path.startsWith('/')).toBe(true);
+  });
+  it('answers 414 beyond the longest target', () => {
+    expect(() => forwardedTarget(`${mount}/${'a'.repeat(70_000)}`, mount)).toThrow(expect.objectContaining({ code: 'GW_ERR_URI_TOO_LONG', status: 414 }));
   });
 });
 

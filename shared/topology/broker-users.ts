@@ -1,0 +1,70 @@
+import type { Definitions } from './definitions.ts';
+
+/** The broker users of a deployment: one per service, an operator and a read-only monitor. */
+export const BROKER_USERS = Object.freeze({
+  enqueuer: 'gw-enqueuer',
+  dequeuer: 'gw-dequeuer',
+  admin: 'gw-admin',
+  monitoring: 'gw-monitor',
+});
+
+/** Per-vhost permission regexes (RabbitMQ checks configure, write and read separately). */
+export interface Permission {
+  user: string;
+  configure: string;
+  write: string;
+  read: string;
+}
+
+/**
+ * Least-privilege permissions for a topology prefix (RELIABILITY.md 4.3). Queue and exchange names
+ * are `<prefix>.<service>.<kind>` with service names `[a-z0-9-]`, so a service segment can never
+ * swallow a dot and reach another kind of object.
+ *
+ * - enqueuer: publish requests and replays to `<p>.work`; consume direct reply-to; read the events
+ *   exchange and the DLQs (DLQ browse/replay API) and own a server-named (`amq.gen-*`) queue for
+ *   events. It can neither consume a work or rpc queue nor declare, bind or delete named objects.
+ * - dequeuer: consume the rpc and work queues; publish replies (default exchange, checked as
+ *   `amq.default`), retry copies (`<p>.work`, `<p>.delay.Lnn`) and events; configure nothing.
+ * - admin: everything (imports definitions, runs the services with TOPOLOGY_MODE=assert if wanted).
+ * - monitor: nothing on the vhost; the `monitoring` tag gives read-only management/metrics access.
+ */
+export function brokerPermissions(prefix = 'gw'): Permission[] {
+  const p = prefix.replaceAll('.', '\\.');
+  const svc = '[a-z0-9][a-z0-9-]*';
+  return [
+    {
+      user: BROKER_USERS.enqueuer,
+      configure: '^amq\\.gen-.*$',
+      write: `^(${p}\\.work|amq\\.gen-.*)$`,
+      read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.${svc}\\.dlq|amq\\.gen-.*)$`,
+    },
+    {
+      user: BROKER_USERS.dequeuer,
+      configure: '^$',
+      write: `^(amq\\.default|${p}\\.work|${p}\\.events|${p}\\.delay\\.L\\d\\d)$`,
+      read: `^${p}\\.${svc}\\.(rpc|work)$`,
+    },
+    { user: BROKER_USERS.admin, configure: '.*', write: '.*', read: '.*' },
+    { user: BROKER_USERS.monitoring, configure: '^$', write: '^$', read: '^$' },
+  ];
+}
+
+/**
+ * The users and permissions sections of the definitions. Every password hash is empty: nobody can
+ * log in with a password until `scripts/set-broker-passwords.sh` sets one from the environment, so
+ * no secret (not even a hash) lives in the repository.
+ */
+export function brokerAccess(prefix = 'gw', vhost = '/'): Pick<Definitions, 'users' | 'permissions'> {
+  const tags: Record<string, string[]> = { [BROKER_USERS.admin]: ['administrator'], [BROKER_USERS.monitoring]: ['monitoring'] };
+  return {
+    users: Object.values(BROKER_USERS).map((name) => ({
+      name,
+      password_hash: '',
+      hashing_algorithm: 'rabbit_password_hashing_sha256',
+      tags: tags[name] ?? [],
+      limits: {},
+    })),
+    permissions: brokerPermissions(prefix).map((perm) => ({ user: perm.user, vhost, configure: perm.configure, write: perm.write, read: perm.read })),
+  };
+}
