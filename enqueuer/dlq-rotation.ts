@@ -143,7 +143,9 @@ export class Rotation {
 
   #publishCopy(msg: ConsumeMessage, action: 'keep' | { replay: { resetAttempts: boolean } }): Promise<void> {
     const [exchange, key, options]: [string, string, Options.Publish] = action === 'keep'
-      ? ['', this.#queueName, copyOptions(msg, { rotate: this.#id })]
+      ? // Through the DLX (routes <svc> to this DLQ only), not the default exchange: the enqueuer's
+        // broker user may write to gw.dlx but not to every queue by name.
+        [this.#topology.names.deadLetterExchange, this.#service, copyOptions(msg, { rotate: this.#id })]
       : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(this.#service), copyOptions(msg, action)];
     return new Promise<void>((resolve, reject) => {
       try {

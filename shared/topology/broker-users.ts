@@ -21,7 +21,8 @@ export interface Permission {
  * are `<prefix>.<service>.<kind>` with service names `[a-z0-9-]`, so a service segment can never
  * swallow a dot and reach another kind of object.
  *
- * - enqueuer: publish requests and replays to `<p>.work`; consume direct reply-to; read the events
+ * - enqueuer: publish requests and replays to `<p>.work`, delayed jobs to `<p>.delay.L24`, DLQ
+ *   rotations to `<p>.dlx`, `queued` events to `<p>.events`; consume direct reply-to; read the events
  *   exchange and the DLQs (DLQ browse/replay API) and own a server-named (`amq.gen-*`) queue for
  *   events. It can neither consume a work or rpc queue nor declare, bind or delete named objects.
  * - dequeuer: consume the rpc and work queues; publish replies (default exchange, checked as
@@ -36,7 +37,7 @@ export function brokerPermissions(prefix = 'gw'): Permission[] {
     {
       user: BROKER_USERS.enqueuer,
       configure: '^amq\\.gen-.*$',
-      write: `^(${p}\\.work|amq\\.gen-.*)$`,
+      write: `^(${p}\\.work|${p}\\.dlx|${p}\\.events|${p}\\.delay\\.L24|amq\\.gen-.*)$`,
       read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.${svc}\\.dlq|amq\\.gen-.*)$`,
     },
     {

@@ -70,7 +70,9 @@ describe('RabbitMQ least privilege (private node with the generated definitions)
     expect(await channelError(enq, (ch) => ch.deleteQueue('gw.echo.work'))).toBe(403);
     expect(await channelError(enq, (ch) => ch.purgeQueue('gw.echo.rpc'))).toBe(403);
     expect(await channelError(enq, (ch) => ch.assertQueue('gw.evil', { durable: true }))).toBe(403);
-    expect(await channelError(enq, async (ch) => ch.publish('gw.dlx', 'echo', Buffer.from('x')))).toBe(403);
+    // gw.dlx is writable (DLQ rotation goes through it); the inner delay levels and the deliver exchange are not.
+    expect(await channelError(enq, async (ch) => ch.publish('gw.delay.L03', 'x', Buffer.from('x')))).toBe(403);
+    expect(await channelError(enq, async (ch) => ch.publish('gw.delay.deliver', 'work.echo', Buffer.from('x')))).toBe(403);
     expect(await channelError(enq, async (ch) => ch.publish('', 'gw.echo.work', Buffer.from('x')))).toBe(403);
     expect(await channelError(enq, async (ch) => ch.publish('gw.work', 'rpc.echo', Buffer.from('x'), { userId: 'gw-admin' }))).toBe(406);
   });
