@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { brokerEnvShape, envInt, parseEnv, readTls } from '../shared/config/env.ts';
+import { brokerEnvShape, brokerSettings, envInt, parseEnv, type BrokerSettings } from '../shared/config/env.ts';
 import { deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
 
 const dequeuerEnvShape = {
@@ -19,17 +19,9 @@ const dequeuerEnvShape = {
 };
 
 /** Everything the dequeuer reads, validated and frozen. */
-export interface DequeuerConfig {
+export interface DequeuerConfig extends BrokerSettings {
   port: number;
   host: string;
-  rabbitmqUrl: string;
-  prefix: string;
-  heartbeatS: number;
-  topologyMode: 'assert' | 'passive';
-  delayUnitMs: number;
-  tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
-  logLevel: string;
-  logBodies: boolean;
   services: Services;
   /** Services this process consumes. */
   consume: readonly string[];
@@ -47,14 +39,7 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
   return deepFreeze({
     port: e.PORT,
     host: e.HOST,
-    rabbitmqUrl: e.RABBITMQ_URL,
-    prefix: e.GW_PREFIX,
-    heartbeatS: e.HEARTBEAT_S,
-    topologyMode: e.TOPOLOGY_MODE,
-    delayUnitMs: e.DELAY_UNIT_MS,
-    tls: readTls(e),
-    logLevel: e.LOG_LEVEL,
-    logBodies: e.LOG_BODIES === 'true',
+    ...brokerSettings(e),
     services,
     consume,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

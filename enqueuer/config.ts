@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { brokerEnvShape, envInt, parseEnv, readTls } from '../shared/config/env.ts';
+import { brokerEnvShape, brokerSettings, envInt, parseEnv, type BrokerSettings } from '../shared/config/env.ts';
 import { ConfigError, deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
 import { loadKeysFile, type KeysFile, type TenantLimits } from './security/api-keys.ts';
 
@@ -125,17 +125,9 @@ export function limitsFor(security: SecurityConfig, tenant: string): ResolvedLim
 }
 
 /** Everything the enqueuer reads, validated and frozen. */
-export interface EnqueuerConfig {
+export interface EnqueuerConfig extends BrokerSettings {
   port: number;
   host: string;
-  rabbitmqUrl: string;
-  prefix: string;
-  heartbeatS: number;
-  topologyMode: 'assert' | 'passive';
-  delayUnitMs: number;
-  tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
-  logLevel: string;
-  logBodies: boolean;
   services: Services;
   bodyLimitBytes: number;
   defaultWaitMs: number;
@@ -173,14 +165,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
   return deepFreeze({
     port: e.PORT,
     host: e.HOST,
-    rabbitmqUrl: e.RABBITMQ_URL,
-    prefix: e.GW_PREFIX,
-    heartbeatS: e.HEARTBEAT_S,
-    topologyMode: e.TOPOLOGY_MODE,
-    delayUnitMs: e.DELAY_UNIT_MS,
-    tls: readTls(e),
-    logLevel: e.LOG_LEVEL,
-    logBodies: e.LOG_BODIES === 'true',
+    ...brokerSettings(e),
     services: loadServices(env),
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     defaultWaitMs: Math.min(e.DEFAULT_WAIT_MS, e.MAX_WAIT_MS),

@@ -49,3 +49,29 @@ export function readTls(cfg: { AMQP_CA_FILE?: string | undefined; AMQP_CERT_FILE
     ...(cfg.AMQP_KEY_FILE ? { key: readFileSync(cfg.AMQP_KEY_FILE) } : {}),
   };
 }
+
+/** The settings both services derive from {@link brokerEnvShape}. */
+export interface BrokerSettings {
+  rabbitmqUrl: string;
+  prefix: string;
+  heartbeatS: number;
+  topologyMode: 'assert' | 'passive';
+  delayUnitMs: number;
+  tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
+  logLevel: string;
+  logBodies: boolean;
+}
+
+/** Maps the parsed common keys to their settings (TLS files are read here). */
+export function brokerSettings(e: z.infer<z.ZodObject<typeof brokerEnvShape>>): BrokerSettings {
+  return {
+    rabbitmqUrl: e.RABBITMQ_URL,
+    prefix: e.GW_PREFIX,
+    heartbeatS: e.HEARTBEAT_S,
+    topologyMode: e.TOPOLOGY_MODE,
+    delayUnitMs: e.DELAY_UNIT_MS,
+    tls: readTls(e),
+    logLevel: e.LOG_LEVEL,
+    logBodies: e.LOG_BODIES === 'true',
+  };
+}
