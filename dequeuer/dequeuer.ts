@@ -3,11 +3,10 @@ import type { AddressInfo } from 'node:net';
 import type { Channel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { randomUUID } from 'node:crypto';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
-import { breakerEventRoutingKey, encodeEvent, type BreakerEvent } from '../shared/events.ts';
+import { breakerEventRoutingKey, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
@@ -18,6 +17,8 @@ import { createDequeuerMetrics, initDequeuerMetrics, type DequeuerMetrics } from
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
+
+const nextEventId = eventIdSource();
 
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
@@ -169,7 +170,7 @@ export class Dequeuer implements Lifecycle {
     this.#syncConsumption();
     const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
     this.#publisher
-      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
+      ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
       .catch(() => {});
   }
 

@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
-import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
+import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent, eventIdSource } from '../shared/events.ts';
 import { fullJitterDelayMs } from '../shared/backoff.ts';
 import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
 import type { Topology } from '../shared/topology/topology.ts';
@@ -13,6 +12,8 @@ import { DownstreamError, type Downstream, type DownstreamResponse } from './dow
 import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
 import { outcomeLabel } from './rpc-handler.ts';
+
+const nextEventId = eventIdSource();
 
 export interface WorkHandlerDeps {
   downstream: Downstream;
@@ -81,7 +82,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       return;
     }
     publisher
-      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
+      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
       .catch((err: Error) => {
         // Unroutable just means no enqueuer listens right now.
         if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, ...ids, state: e.state }, 'job event not confirmed');

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -6,7 +5,7 @@ import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { GatewayError } from '../shared/errors.ts';
-import { encodeEvent, jobEventRoutingKey, type JobEvent } from '../shared/events.ts';
+import { encodeEvent, jobEventRoutingKey, type JobEvent, eventIdSource } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
@@ -28,6 +27,8 @@ import { ReplyRouter } from './replies.ts';
 import { DEV_PRINCIPAL, Guard } from './security/guard.ts';
 import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import type { Readiness } from './routes/health.ts';
+
+const nextEventId = eventIdSource();
 
 
 /** The tenant of every request in development mode (`AUTH_MODE=none`); kept for code that imported it. */
@@ -145,7 +146,7 @@ export class Enqueuer implements Lifecycle {
   /** Publishes `queued` for the other replicas (each applies it; this one already has). */
   #announceQueued(e: JobEvent): void {
     this.replies
-      .publish(this.topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: randomUUID(), contentType: 'application/json' }, 'event')
+      .publish(this.topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
       .catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant }, 'queued event not published'));
   }
 

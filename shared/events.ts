@@ -108,3 +108,13 @@ export function toJobResult(res: { status: number; headers: Record<string, strin
     bodyTruncated: truncated,
   };
 }
+
+/**
+ * Message ids for events: unique per process (a random prefix and a counter), which is all a
+ * confirm channel needs to match returns, and far cheaper than a UUID per event on the job path.
+ */
+export function eventIdSource(): () => string {
+  const prefix = `ev-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 10)}-`;
+  let seq = 0;
+  return () => prefix + (seq++).toString(36);
+}
