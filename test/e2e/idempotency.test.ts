@@ -6,7 +6,7 @@ import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 interface Answer {
   status: number;
