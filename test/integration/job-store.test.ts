@@ -20,7 +20,7 @@ interface Stores {
 const backends: Array<[string, () => Promise<Stores>]> = [
   ['memory', async () => ({ jobs: new MemoryJobStore(LIMITS), idem: new MemoryIdempotencyStore(10_000), cleanup: async () => {} })],
   ['redis', async () => {
-    const redis = new Redis('redis://127.0.0.1:6379');
+    const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
     const prefix = `t-store-${randomBytes(3).toString('hex')}:`;
     return {
       jobs: new RedisJobStore(redis, prefix, LIMITS),
