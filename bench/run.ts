@@ -74,7 +74,8 @@ const S = {
   soakRequests: Number(process.env.BENCH_SOAK_REQUESTS ?? (quick ? 5_000 : 300_000)),
   soakMaxS: quick ? 30 : 240,
   soakSampleMs: quick ? 250 : 1000,
-  workMaxLength: 200_000,
+  // Above what a 10 s raw publish run can fill (a full queue nacks, which would cap the ceiling).
+  workMaxLength: 1_000_000,
 };
 const outDir = resolve(args.out ?? (quick || args.scenario ? join(ROOT, 'bench/out') : ROOT));
 const mdPath = join(outDir, 'BENCHMARKS.md');
