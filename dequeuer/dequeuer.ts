@@ -58,7 +58,7 @@ export class Dequeuer implements Lifecycle {
     this.metrics = createDequeuerMetrics(this.registry);
     initDequeuerMetrics(this.metrics, config.consume);
     this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
-    const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
+    const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, writeBatching: config.writeBatching, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
 
     for (const service of config.consume) {
       const downstream = new Downstream(service, config.services[service]!, {

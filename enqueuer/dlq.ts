@@ -9,6 +9,8 @@ import { Rotation, type Visit } from './dlq-rotation.ts';
 export interface DeadLettersOptions {
   url: string;
   heartbeatS: number;
+  /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
+  writeBatching?: boolean;
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
   topology: Topology;
   logger: Logger;
@@ -57,8 +59,8 @@ export class DeadLetters {
   #channels: { ch: Channel; pub: ConfirmChannel; consumeConn: ChannelModel; publishConn: ChannelModel; closed: boolean } | undefined;
 
   constructor(options: DeadLettersOptions) {
-    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, ...options };
-    const common = { url: options.url, heartbeatS: options.heartbeatS, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
+    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, writeBatching: true, ...options };
+    const common = { url: options.url, heartbeatS: options.heartbeatS, writeBatching: this.#o.writeBatching, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
     this.#consume = new BrokerConnection({ ...common, role: 'enqueuer-dlq-consume' });
     this.#publish = new BrokerConnection({ ...common, role: 'enqueuer-dlq-publish' });
   }

@@ -96,6 +96,7 @@ export class Enqueuer implements Lifecycle {
       url: config.rabbitmqUrl,
       role: 'enqueuer',
       heartbeatS: config.heartbeatS,
+      writeBatching: config.writeBatching,
       logger: this.#logger,
       ...(config.tls ? { tls: config.tls } : {}),
       setup: async (connection) => {
@@ -117,6 +118,7 @@ export class Enqueuer implements Lifecycle {
     this.events = new EventsConsumer({
       url: config.rabbitmqUrl,
       heartbeatS: config.heartbeatS,
+      writeBatching: config.writeBatching,
       ...(config.tls ? { tls: config.tls } : {}),
       logger: this.#logger,
       exchange: this.topology.names.eventsExchange,
@@ -128,6 +130,7 @@ export class Enqueuer implements Lifecycle {
     this.deadLetters = new DeadLetters({
       url: config.rabbitmqUrl,
       heartbeatS: config.heartbeatS,
+      writeBatching: config.writeBatching,
       ...(config.tls ? { tls: config.tls } : {}),
       topology: this.topology,
       logger: this.#logger.child({ component: 'dlq' }),

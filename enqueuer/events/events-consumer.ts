@@ -6,6 +6,8 @@ import { decodeEvent, type BreakerEvent, type JobEvent } from '../../shared/even
 export interface EventsConsumerOptions {
   url: string;
   heartbeatS: number;
+  /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
+  writeBatching?: boolean;
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
   logger: Logger;
   /** The `<prefix>.events` topic exchange. */
@@ -35,6 +37,7 @@ export class EventsConsumer {
       url: o.url,
       role: 'enqueuer-events',
       heartbeatS: o.heartbeatS,
+      ...(o.writeBatching === undefined ? {} : { writeBatching: o.writeBatching }),
       logger: o.logger,
       ...(o.tls ? { tls: o.tls } : {}),
       setup: (connection) => this.#setup(connection),
