@@ -1,5 +1,6 @@
 import type { Message, Options } from 'amqplib';
 import { HEADER } from '../shared/envelope.ts';
+import type { JobEvent } from '../shared/events.ts';
 
 /** Header a rotation stamps on the copies it puts back, so it can tell when it has come full circle. */
 export const ROTATION_HEADER = 'gw-dlq-rotation';
@@ -108,4 +109,43 @@ export function copyOptions(msg: Pick<Message, 'properties'>, mode: { rotate: st
   }
   options.headers = headers;
   return options as Options.Publish;
+}
+
+/**
+ * The `dead` transition of a job the broker dead-lettered by the work queue's delivery limit: its
+ * worker died (killed, OOM, crash) while holding it on every delivery, so no dequeuer lived to
+ * publish the transition. The enqueuer sees the dead-lettered message itself (its events queue is
+ * bound to the dead-letter exchange) and derives the event from it. Anything else is undefined: a
+ * `rejected` job's `dead` event comes from the dequeuer with the real error, and a DLQ rotation's
+ * copy (which passes the same exchange) is not a new death.
+ *
+ * `deliveryLimit` is the work queue's (from the same services configuration that declared it): the
+ * last delivery counted attempt `gw-attempt + deliveryLimit`, so the event ranks after it.
+ */
+export function deliveryLimitDeath(msg: Pick<Message, 'content' | 'properties'>, service: string, deliveryLimit: number, now = Date.now()): JobEvent | undefined {
+  const h = (msg.properties.headers ?? {}) as Headers;
+  if (h[ROTATION_HEADER] !== undefined) return undefined;
+  const entry = toEntry(msg);
+  if (entry.reason !== 'delivery_limit' || !entry.jobId || !entry.tenant) return undefined;
+  const attempt = (entry.attempts ?? 1) + deliveryLimit;
+  const enqueuedAt = num(h[HEADER.enqueuedAt]);
+  const requestId = text(h[HEADER.requestId]);
+  const traceparent = text(h[HEADER.traceparent]);
+  return {
+    v: 1,
+    kind: 'job',
+    jobId: entry.jobId,
+    tenant: entry.tenant,
+    service,
+    state: 'dead',
+    attempt,
+    at: now,
+    ...(enqueuedAt === undefined ? {} : { enqueuedAt }),
+    ...(requestId ? { requestId } : {}),
+    ...(traceparent ? { traceparent } : {}),
+    error: {
+      code: 'delivery_limit',
+      message: `the worker stopped while holding this job on ${deliveryLimit + 1} deliveries in a row; the broker dead-lettered it by the work queue's delivery limit`,
+    },
+  };
 }

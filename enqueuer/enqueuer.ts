@@ -124,6 +124,10 @@ export class Enqueuer implements Lifecycle {
       exchange: this.topology.names.eventsExchange,
       maxLength: config.eventsQueueMaxLength,
       onJob: (e) => this.#onJobEvent(e),
+      deadLetters: {
+        exchange: this.topology.names.deadLetterExchange,
+        deliveryLimits: Object.fromEntries(Object.entries(config.services).map(([name, svc]) => [name, svc.work.deliveryLimit])),
+      },
       onBreaker: (e) => this.breakers.apply(e),
       onInvalid: () => this.metrics.unhandledErrors.inc(),
     });

@@ -50,7 +50,7 @@ describe('crash loop ends in the DLQ through the delivery limit', () => {
     return spawn(process.execPath, ['dequeuer/main.ts'], { env, stdio: 'ignore' });
   }
 
-  it('a dequeuer SIGKILLed repeatedly while holding one job: the job lands in the DLQ with reason delivery_limit, not an endless loop', async () => {
+  it('a dequeuer SIGKILLed repeatedly while holding one job: the job lands in the DLQ with reason delivery_limit, not an endless loop, and its status says dead', async () => {
     const jobId = await jobs.publish('/delay/600000');
     const running = (): number => jobs.events.filter((e) => e.jobId === jobId && e.state === 'running').length;
     const dlq = stack.topology.names.deadLetterQueue('echo');
@@ -85,6 +85,11 @@ describe('crash loop ends in the DLQ through the delivery limit', () => {
       expect(got.properties.messageId).toBe(jobId);
       const death = (got.properties.headers?.['x-death'] as Array<{ reason: string; queue: string }>)[0];
       expect(death).toMatchObject({ reason: 'delivery_limit', queue: stack.topology.names.workQueue('echo') });
+      // No worker lived to publish `dead`: the enqueuer derives it from the dead-lettered message.
+      const status = async (): Promise<Record<string, unknown>> => (await fetch(`${stack.baseUrl}/v1/jobs/${jobId}`)).json() as Promise<Record<string, unknown>>;
+      const dead = await until(async () => (await status()).state === 'dead', 10_000, 'the job dead in its status');
+      expect(dead).toBe(true);
+      expect(await status()).toMatchObject({ id: jobId, state: 'dead', attempt: 1 + DELIVERY_LIMIT, error: { code: 'delivery_limit' } });
       process.stderr.write(`[crash-loop] kills ${kills}, attempts started ${running()}\n`);
     } finally {
       await conn.close();

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { copyOptions, ROTATION_HEADER, timestampMs, toEntry } from '../../enqueuer/dlq-entry.ts';
+import { copyOptions, deliveryLimitDeath, ROTATION_HEADER, timestampMs, toEntry } from '../../enqueuer/dlq-entry.ts';
 import { decodeCursor, encodeCursor } from '../../enqueuer/routes/dlq.ts';
 
 beforeEach(() => {
@@ -67,5 +67,36 @@ describe('DLQ entry view', () => {
     expect(decodeCursor(encodeCursor(120))).toBe(120);
     expect(decodeCursor(undefined)).toBe(0);
     expect(() => decodeCursor('bm9wZQ')).toThrow();
+  });
+});
+
+describe('dead transition of a delivery-limit death', () => {
+  const byLimit = {
+    content: Buffer.from('hello'),
+    properties: {
+      messageId: 'job-2',
+      headers: {
+        'gw-tenant': 't1', 'gw-attempt': 1, 'gw-enqueued-at': 1_700_000_000_000, 'gw-request-id': 'req-2',
+        traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        'x-death': [{ count: 1, reason: 'delivery_limit', queue: 'gw.echo.work', time: { '!': 'timestamp', value: 1_700_000_003 } }],
+      },
+    },
+  };
+
+  it('derives dead, ranked after the last delivery (gw-attempt + limit), with ids and the delivery_limit error', () => {
+    expect(deliveryLimitDeath(byLimit as never, 'echo', 10, 42)).toEqual({
+      v: 1, kind: 'job', jobId: 'job-2', tenant: 't1', service: 'echo', state: 'dead', attempt: 11, at: 42,
+      enqueuedAt: 1_700_000_000_000, requestId: 'req-2', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      error: { code: 'delivery_limit', message: expect.stringContaining('11 deliveries') },
+    });
+  });
+
+  it('derives nothing for a rejected death (the dequeuer published dead), a DLQ rotation copy, or a message without job id or tenant', () => {
+    const rejected = { ...byLimit, properties: { ...byLimit.properties, headers: { ...byLimit.properties.headers, 'x-death': [{ count: 1, reason: 'rejected', queue: 'gw.echo.work' }] } } };
+    const rotated = { ...byLimit, properties: { ...byLimit.properties, headers: { ...byLimit.properties.headers, [ROTATION_HEADER]: 'r1' } } };
+    const anonymous = { ...byLimit, properties: { headers: byLimit.properties.headers } };
+    const { 'gw-tenant': _t, ...noTenantHeaders } = byLimit.properties.headers;
+    const noTenant = { ...byLimit, properties: { ...byLimit.properties, headers: noTenantHeaders } };
+    for (const msg of [rejected, rotated, anonymous, noTenant]) expect(deliveryLimitDeath(msg as never, 'echo', 10)).toBeUndefined();
   });
 });
