@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { loggerOptions } from '../../shared/logger.ts';
-import { endHop, formatTraceparent, parseTraceparent, SpanKind, startHop, traceIdOf } from '../../shared/tracing.ts';
+import { endHop, formatTraceparent, parseTraceparent, randomHex, SpanKind, startHop, traceIdOf } from '../../shared/tracing.ts';
 
 const TP = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -64,5 +64,14 @@ describe('log redaction', () => {
       expect(line.apiKey).toBe('[redacted]');
       expect(line.token).toBe('[redacted]');
     }
+  });
+});
+
+describe('pooled random ids', () => {
+  it('gives 2,000 distinct hex ids of the asked length across several pool refills', () => {
+    const ids = Array.from({ length: 2_000 }, () => randomHex(24));
+    expect(ids.every((id) => /^[0-9a-f]{48}$/.test(id))).toBe(true);
+    expect(new Set(ids).size).toBe(2_000);
+    expect(new Set(ids.map((id) => id.slice(32))).size).toBe(2_000); // span ids too
   });
 });
