@@ -72,7 +72,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     try {
       env = decodeRequest(msg);
     } catch (err) {
-      logger.warn({ err, service, messageId: msg.properties.messageId }, 'undecodable sync request dropped');
+      logger.warn({ err, messageId: msg.properties.messageId }, 'undecodable sync request dropped');
       if (replyTo && correlationId) {
         deps.reply(replyTo, correlationId, { status: 0, headers: {}, body: Buffer.alloc(0), error: { code: 'GW_ERR_BAD_REQUEST', detail: 'undecodable request message' } });
       }
@@ -83,7 +83,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     const remainingMs = (env.deadline ?? now + downstream.config.timeoutMs) - now;
     if (remainingMs <= 0) {
       expired.inc();
-      logger.debug({ service, jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
+      logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
       return 'ack';
     }
     inflight.inc();
@@ -101,7 +101,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(de.response?.status, de.kind === 'server_error' ? undefined : de.kind) });
       endHop(call, de.kind);
       if (de.kind !== 'server_error' && de.kind !== 'breaker_open') {
-        const ids = { service, jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };
+        const ids = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };
         logger.warn({ ...ids, failure: de.kind, err: de.message }, 'downstream call failed');
       }
       reply = failureReply(de);

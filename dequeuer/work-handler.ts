@@ -35,12 +35,11 @@ export interface WorkHandlerDeps {
   copyRetryMs?: number;
 }
 
-/** The ids every log line about a job carries. */
+/** The ids every log line about a job carries (`service` comes from the per-service child logger). */
 export interface JobLogIds {
   jobId: string;
   requestId: string;
   tenant: string;
-  service: string;
   attempt?: number;
   traceId?: string;
 }
@@ -139,7 +138,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     const attempt = attemptOf(env, msg);
     if (attempt === env.attempt && env.attempt === 1) wait.observe(Math.max(0, Date.now() - env.enqueuedAt) / 1000);
     if (attempt > policy.maxAttempts) {
-      const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, attempt };
+      const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt };
       const traceId = traceIdOf(env.traceparent);
       if (traceId) ids.traceId = traceId;
       logger.warn(ids, 'attempts spent through redeliveries (worker crashed while holding it): dead-lettering');
@@ -150,7 +149,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     }
 
     const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
-    const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, attempt, traceId: consume.traceId };
+    const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt, traceId: consume.traceId };
     let disposition: Disposition = 'reject';
     try {
       disposition = await attemptJob(env, ids, attempt, consume.traceparent);

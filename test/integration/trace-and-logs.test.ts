@@ -108,6 +108,9 @@ describe('trace context and job log correlation across enqueuer, dequeuer and do
       expect(line.body).toBe('[redacted]');
     }
     expect(JSON.stringify(logs.lines)).not.toContain('secret-payload');
+    // Each id once per line: a child logger's binding plus the same field again writes it twice.
+    const twice = logs.raw.filter((line) => ['service', 'jobId', 'tenant', 'requestId', 'attempt', 'traceId'].some((k) => line.split(`"${k}":`).length > 2));
+    expect(twice).toEqual([]);
     const calls = stack.demo.calls.filter((c) => c.idempotencyKey === env.jobId);
     expect(calls).toHaveLength(2);
     for (const c of calls) expect(TP.exec(c.headers.traceparent as string)?.[1]).toBe(traceId);

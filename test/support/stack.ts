@@ -11,9 +11,15 @@ import type { Topology } from '../../shared/topology/topology.ts';
 /** Captures pino JSON lines so tests can assert logs as parsed objects. */
 export class LogSink {
   readonly lines: Array<Record<string, unknown>> = [];
+  /** The lines as written (JSON.parse hides a key written twice; these do not). */
+  readonly raw: string[] = [];
   readonly stream = new Writable({
     write: (chunk: Buffer, _enc, cb) => {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.trim()) continue;
+        this.raw.push(line);
+        this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
       cb();
     },
   });
