@@ -117,7 +117,8 @@ export function copyOptions(msg: Pick<Message, 'properties'>, mode: { rotate: st
  * publish the transition. The enqueuer sees the dead-lettered message itself (its events queue is
  * bound to the dead-letter exchange) and derives the event from it. Anything else is undefined: a
  * `rejected` job's `dead` event comes from the dequeuer with the real error, and a DLQ rotation's
- * copy (which passes the same exchange) is not a new death.
+ * copy is not a new death (rotations use their own routing key; the header check guards copies
+ * from an enqueuer that still rotated with the service key).
  *
  * `deliveryLimit` is the work queue's (from the same services configuration that declared it): the
  * last delivery counted attempt `gw-attempt + deliveryLimit`, so the event ranks after it.

@@ -143,9 +143,10 @@ export class Rotation {
 
   #publishCopy(msg: ConsumeMessage, action: 'keep' | { replay: { resetAttempts: boolean } }): Promise<void> {
     const [exchange, key, options]: [string, string, Options.Publish] = action === 'keep'
-      ? // Through the DLX (routes <svc> to this DLQ only), not the default exchange: the enqueuer's
-        // broker user may write to gw.dlx but not to every queue by name.
-        [this.#topology.names.deadLetterExchange, this.#service, copyOptions(msg, { rotate: this.#id })]
+      ? // Through the DLX with the rotation key (bound to this DLQ only, so the enqueuers' events
+        // queues do not hear it), not the default exchange: the enqueuer's broker user may write
+        // to gw.dlx but not to every queue by name.
+        [this.#topology.names.deadLetterExchange, this.#topology.names.dlqRotationRoutingKey(this.#service), copyOptions(msg, { rotate: this.#id })]
       : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(this.#service), copyOptions(msg, action)];
     return new Promise<void>((resolve, reject) => {
       try {

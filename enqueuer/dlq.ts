@@ -52,15 +52,15 @@ export interface ReplayResult {
  * replica rotates at a time; inside this process operations are serialized.
  */
 export class DeadLetters {
-  #o: Required<Omit<DeadLettersOptions, 'tls'>> & DeadLettersOptions;
+  #o: Required<Omit<DeadLettersOptions, 'tls' | 'writeBatching'>> & DeadLettersOptions;
   #consume: BrokerConnection;
   #publish: BrokerConnection;
   #queue: Promise<unknown> = Promise.resolve();
   #channels: { ch: Channel; pub: ConfirmChannel; consumeConn: ChannelModel; publishConn: ChannelModel; closed: boolean } | undefined;
 
   constructor(options: DeadLettersOptions) {
-    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, writeBatching: true, ...options };
-    const common = { url: options.url, heartbeatS: options.heartbeatS, writeBatching: this.#o.writeBatching, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
+    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, ...options };
+    const common = { url: options.url, heartbeatS: options.heartbeatS, writeBatching: options.writeBatching !== false, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
     this.#consume = new BrokerConnection({ ...common, role: 'enqueuer-dlq-consume' });
     this.#publish = new BrokerConnection({ ...common, role: 'enqueuer-dlq-publish' });
   }

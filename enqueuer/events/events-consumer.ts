@@ -31,7 +31,8 @@ export interface EventsConsumerOptions {
  * Consumes the events exchange on its own connection (R2: consuming never shares a connection
  * with publishing, which a broker alarm would block). Each replica has its own exclusive,
  * auto-delete, server-named queue bound to `job.#` and `breaker.#`, so every replica sees every
- * event, and to the dead-letter exchange for jobs that die by the delivery limit. Events missed while disconnected are not replayed: the next event of a job repairs its view.
+ * event, and to the dead-letter exchange for jobs that die by the delivery limit. Events missed
+ * while disconnected are not replayed: the next event of a job repairs its view.
  */
 export class EventsConsumer {
   readonly connection: BrokerConnection;
@@ -44,7 +45,7 @@ export class EventsConsumer {
       url: o.url,
       role: 'enqueuer-events',
       heartbeatS: o.heartbeatS,
-      ...(o.writeBatching === undefined ? {} : { writeBatching: o.writeBatching }),
+      writeBatching: o.writeBatching !== false,
       logger: o.logger,
       ...(o.tls ? { tls: o.tls } : {}),
       setup: (connection) => this.#setup(connection),

@@ -27,6 +27,11 @@ export interface Names {
   deadLetterQueue(service: string): string;
   rpcRoutingKey(service: string): string;
   workRoutingKey(service: string): string;
+  /**
+   * Key a DLQ rotation puts its copies back with: bound only to the DLQ, so the enqueuers' events
+   * queues (bound to the dead-letter exchange by service name, for real deaths) never see them.
+   */
+  dlqRotationRoutingKey(service: string): string;
   delayLevel(level: number): string;
 }
 
@@ -45,6 +50,7 @@ export function names(prefix = 'gw'): Names {
     deadLetterQueue: (service: string) => `${prefix}.${service}.dlq`,
     rpcRoutingKey: (service: string) => `rpc.${service}`,
     workRoutingKey: (service: string) => `work.${service}`,
+    dlqRotationRoutingKey: (service: string) => `rotate.${service}`,
     delayLevel: (level: number) => `${prefix}.delay.L${pad(level)}`,
   });
 }

@@ -133,6 +133,7 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
       { source: n.workExchange, destination: n.rpcQueue(svc), destinationType: 'queue', routingKey: n.rpcRoutingKey(svc) },
       { source: n.workExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: n.workRoutingKey(svc) },
       { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: svc },
+      { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: n.dlqRotationRoutingKey(svc) },
       { source: n.delayDeliverExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: `#.work.${svc}` },
     );
   }

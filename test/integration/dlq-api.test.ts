@@ -52,7 +52,10 @@ describe('DLQ browse, replay and discard', () => {
     expect.hasAssertions();
   });
 
-  it('browsing twice returns the same entries in the same order and leaves the DLQ message count unchanged', async () => {
+  it('browsing twice returns the same entries in the same order, leaves the DLQ message count unchanged and sends no rotated copy past the DLQ', async () => {
+    // What an enqueuer's events queue hears from the dead-letter exchange: real deaths, never rotations.
+    const listener = (await jobs.ch.assertQueue('', { exclusive: true })).queue;
+    await jobs.ch.bindQueue(listener, stack.topology.names.deadLetterExchange, 'echo');
     const first = await browse();
     expect(await dlqCount()).toBe(SENT);
     const second = await browse();
@@ -72,6 +75,8 @@ describe('DLQ browse, replay and discard', () => {
     } while (cursor);
     expect(paged.map((e) => e.jobId)).toEqual(first.entries.map((e) => e.jobId));
     expect(await dlqCount()).toBe(SENT);
+    expect((await jobs.ch.checkQueue(listener)).messageCount).toBe(0);
+    await jobs.ch.deleteQueue(listener);
   });
 
   it('discards one entry (204, then 404) and keeps the order of the others', async () => {
