@@ -8,7 +8,10 @@ import { batchSocketWrites } from './write-batching.ts';
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 export interface BrokerConnectionOptions {
-  /** `amqp://` or `amqps://` URL (credentials URL-encoded). */
+  /**
+   * `amqp://` or `amqps://` URL (credentials URL-encoded), or a comma-separated list of the nodes
+   * of a cluster: each connect tries the next one after a failure or a lost connection.
+   */
   url: string;
   /** Role shown in the management UI as `<role>@<host>` and used in metrics. */
   role: string;
@@ -31,6 +34,12 @@ export interface BrokerConnectionOptions {
   setup?: (connection: ChannelModel, generation: number) => Promise<void>;
 }
 
+/** The nodes of a `RABBITMQ_URL` (one URL, or a comma-separated list of a cluster's nodes). */
+export function splitBrokerUrls(value: string): string[] {
+  const urls = value.split(',').map((u) => u.trim()).filter(Boolean);
+  return urls.length > 0 ? urls : [value];
+}
+
 /** Replaces the password of a URL for logs. */
 export function redactUrl(url: string): string {
   try {
@@ -50,6 +59,8 @@ export function redactUrl(url: string): string {
 export class BrokerConnection extends EventEmitter {
   readonly role: string;
   #options: BrokerConnectionOptions;
+  readonly #urls: string[];
+  #urlIndex = 0;
   #state: ConnectionState = 'idle';
   #connection: ChannelModel | undefined;
   #generation = 0;
@@ -64,6 +75,7 @@ export class BrokerConnection extends EventEmitter {
     super();
     this.role = options.role;
     this.#options = options;
+    this.#urls = splitBrokerUrls(options.url);
   }
 
   get state(): ConnectionState {
@@ -112,10 +124,11 @@ export class BrokerConnection extends EventEmitter {
     if (this.#state === 'closed') return;
     this.#state = 'connecting';
     const o = this.#options;
+    const url = this.#urls[this.#urlIndex % this.#urls.length]!;
     let conn: ChannelModel | undefined;
     try {
       conn = await withTimeout(
-        connect(withHeartbeat(o.url, o.heartbeatS ?? 10), {
+        connect(withHeartbeat(url, o.heartbeatS ?? 10), {
           noDelay: true,
           timeout: o.connectTimeoutMs ?? 5000,
           clientProperties: { connection_name: `${o.role}@${hostname()}` },
@@ -141,12 +154,13 @@ export class BrokerConnection extends EventEmitter {
       this.#state = 'connected';
       this.#attempt = 0;
       this.#lastError = undefined;
-      o.logger.info({ role: o.role, url: redactUrl(o.url), generation }, 'broker connected');
+      o.logger.info({ role: o.role, url: redactUrl(url), generation }, 'broker connected');
       this.emit('up', conn, generation);
       for (const w of this.#upWaiters.splice(0)) w();
     } catch (err) {
       this.#lastError = (err as Error).message;
-      o.logger.warn({ role: o.role, err, attempt: this.#attempt }, 'broker connect failed');
+      o.logger.warn({ role: o.role, url: redactUrl(url), err, attempt: this.#attempt }, 'broker connect failed');
+      this.#urlIndex++; // the next node of a cluster list, if there is one
       if (conn) {
         conn.removeAllListeners('close');
         conn.on('close', () => {});
@@ -188,6 +202,7 @@ export class BrokerConnection extends EventEmitter {
       if (this.#state === 'closed') return;
       this.#lastError = err?.message ?? 'connection closed';
       this.#state = 'disconnected';
+      this.#urlIndex++; // that node may be gone: reconnect to the next one of a cluster list first
       log.warn({ role: this.role, err }, 'broker connection lost');
       if (wasUp) this.emit('down', err ?? new Error('connection closed'));
       this.#scheduleReconnect();

@@ -8,8 +8,11 @@ export const envInt = (min: number, max: number, fallback: number) =>
 
 /** Settings every process that talks to the broker reads from the environment. */
 export const brokerEnvShape = {
-  /** Broker URL; `amqps://` for TLS. @default amqp://guest:guest@127.0.0.1:5672 */
-  RABBITMQ_URL: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://').default('amqp://guest:guest@127.0.0.1:5672'),
+  /** Broker URL, or a comma-separated list of a cluster's nodes; `amqps://` for TLS. @default amqp://guest:guest@127.0.0.1:5672 */
+  RABBITMQ_URL: z
+    .string()
+    .refine((v) => v.split(',').every((u) => /^amqps?:\/\/\S+$/.test(u.trim())), 'must be amqp:// or amqps:// URLs, comma-separated for a cluster')
+    .default('amqp://guest:guest@127.0.0.1:5672'),
   /** Prefix of every broker object name. @default gw */
   GW_PREFIX: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/).default('gw'),
   /** AMQP heartbeat (s). @default 10 */
