@@ -1,5 +1,5 @@
 import { connect } from 'amqplib';
-import { percentileOfSorted, type RunResult } from '../lib/stats.ts';
+import { closedLoop, type RunResult } from '../lib/stats.ts';
 
 export interface RawPublishOptions {
   url: string;
@@ -18,32 +18,14 @@ export async function runRawPublish(o: RawPublishOptions): Promise<RunResult> {
   const connection = await connect(o.url, { noDelay: true });
   try {
     const channel = await connection.createConfirmChannel();
-    const latenciesMs: number[] = [];
-    let errors = 0;
-    const startedMs = Date.now();
-    const endMs = startedMs + o.durationS * 1000;
-    const one = (): Promise<boolean> =>
+    const one = (): Promise<number | undefined> =>
       new Promise((resolve) => {
         const started = process.hrtime.bigint();
         channel.publish('', o.queue, o.body, { persistent: true, mandatory: true, contentType: 'application/json' }, (err: unknown) => {
-          if (!err) latenciesMs.push(Number(process.hrtime.bigint() - started) / 1e6);
-          resolve(!err);
+          resolve(err ? undefined : Number(process.hrtime.bigint() - started) / 1e6);
         });
       });
-    const worker = async (): Promise<void> => {
-      while (Date.now() < endMs) if (!(await one())) errors++;
-    };
-    await Promise.all(Array.from({ length: o.inflight }, worker));
-    const durationS = (Date.now() - startedMs) / 1000;
-    const sorted = Float64Array.from(latenciesMs).sort();
-    return {
-      throughputPerS: latenciesMs.length / durationS,
-      p50Ms: percentileOfSorted(sorted, 50),
-      p99Ms: percentileOfSorted(sorted, 99),
-      count: latenciesMs.length,
-      errors,
-      durationS,
-    };
+    return await closedLoop(o.inflight, o.durationS, one);
   } finally {
     await connection.close().catch(() => undefined);
   }

@@ -1,5 +1,5 @@
 import { connect } from 'amqplib';
-import { percentileOfSorted, type RunResult } from '../lib/stats.ts';
+import { closedLoop, type RunResult } from '../lib/stats.ts';
 
 export interface RawRpcOptions {
   url: string;
@@ -20,53 +20,35 @@ export async function runRawRpc(o: RawRpcOptions): Promise<RunResult> {
   const connection = await connect(o.url, { noDelay: true });
   try {
     const channel = await connection.createChannel();
-    const pending = new Map<string, { startedNs: bigint; done: (ok: boolean) => void }>();
-    const latenciesMs: number[] = [];
-    let errors = 0;
+    const pending = new Map<string, { startedNs: bigint; done: (latencyMs: number | undefined) => void }>();
     await channel.consume('amq.rabbitmq.reply-to', (msg) => {
       if (!msg) return;
       const entry = pending.get(msg.properties.correlationId as string);
       if (!entry) return;
       pending.delete(msg.properties.correlationId as string);
       const ok = (msg.properties.headers as Record<string, unknown> | undefined)?.status === 200;
-      if (ok) latenciesMs.push(Number(process.hrtime.bigint() - entry.startedNs) / 1e6);
-      entry.done(ok);
+      entry.done(ok ? Number(process.hrtime.bigint() - entry.startedNs) / 1e6 : undefined);
     }, { noAck: true });
 
     let seq = 0;
-    const startedMs = Date.now();
-    const endMs = startedMs + o.durationS * 1000;
     const timeoutMs = o.timeoutMs ?? 30_000;
-    const one = (): Promise<boolean> =>
+    const one = (): Promise<number | undefined> =>
       new Promise((resolve) => {
         const id = String(++seq);
         const timer = setTimeout(() => {
           pending.delete(id);
-          resolve(false);
+          resolve(undefined);
         }, timeoutMs);
         pending.set(id, {
           startedNs: process.hrtime.bigint(),
-          done: (ok) => {
+          done: (latencyMs) => {
             clearTimeout(timer);
-            resolve(ok);
+            resolve(latencyMs);
           },
         });
         channel.publish('', o.queue, o.body, { correlationId: id, replyTo: 'amq.rabbitmq.reply-to', contentType: 'application/json' });
       });
-    const worker = async (): Promise<void> => {
-      while (Date.now() < endMs) if (!(await one())) errors++;
-    };
-    await Promise.all(Array.from({ length: o.inflight }, worker));
-    const durationS = (Date.now() - startedMs) / 1000;
-    const sorted = Float64Array.from(latenciesMs).sort();
-    return {
-      throughputPerS: latenciesMs.length / durationS,
-      p50Ms: percentileOfSorted(sorted, 50),
-      p99Ms: percentileOfSorted(sorted, 99),
-      count: latenciesMs.length,
-      errors,
-      durationS,
-    };
+    return await closedLoop(o.inflight, o.durationS, one);
   } finally {
     await connection.close().catch(() => undefined);
   }

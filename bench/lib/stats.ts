@@ -51,6 +51,35 @@ export function percentileOfSorted(sorted: ArrayLike<number>, p: number): number
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
+/**
+ * A closed-loop load for `durationS`: `inflight` workers each run `one()` back to back. `one` resolves
+ * the operation's latency (ms) when it succeeded, undefined when it failed (counted as an error).
+ */
+export async function closedLoop(inflight: number, durationS: number, one: () => Promise<number | undefined>): Promise<RunResult> {
+  const latenciesMs: number[] = [];
+  let errors = 0;
+  const startedMs = Date.now();
+  const endMs = startedMs + durationS * 1000;
+  const worker = async (): Promise<void> => {
+    while (Date.now() < endMs) {
+      const ms = await one();
+      if (ms === undefined) errors++;
+      else latenciesMs.push(ms);
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, worker));
+  const measuredS = (Date.now() - startedMs) / 1000;
+  const sorted = Float64Array.from(latenciesMs).sort();
+  return {
+    throughputPerS: latenciesMs.length / measuredS,
+    p50Ms: percentileOfSorted(sorted, 50),
+    p99Ms: percentileOfSorted(sorted, 99),
+    count: latenciesMs.length,
+    errors,
+    durationS: measuredS,
+  };
+}
+
 /** Folds the runs of one scenario: median and min-max of throughput, median percentiles, summed errors. */
 export function summarize(runs: readonly RunResult[]): Summary {
   if (runs.length === 0) throw new Error('no runs to summarize');

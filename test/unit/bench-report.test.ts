@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { topSelfTime, type CpuProfile } from '../../bench/lib/cpu-profile.ts';
 import { computeRatios, niceCeil, renderLatencySvg, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
-import { growthBetween, median, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
+import { closedLoop, growthBetween, median, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
 
 const run = (throughputPerS: number, p50Ms?: number, p99Ms?: number, errors = 0): RunResult => ({ throughputPerS, p50Ms, p99Ms, errors, count: throughputPerS * 10, durationS: 10 });
 const ok = (name: string, runs: RunResult[], kind: 'baseline' | 'scenario' = 'scenario'): ScenarioReport => ({ name, title: `${name} title`, kind, status: 'ok', summary: summarize(runs) });
@@ -154,5 +154,26 @@ describe('cpu profile summary', () => {
     const top = topSelfTime(profile);
     expect(top[0]).toMatchObject({ fn: 'encodeTable', where: 'node_modules/amqplib/lib/codec.js:71', selfMs: 3, percent: 75 });
     expect(top[1]).toMatchObject({ fn: 'handler', where: 'enqueuer/routes/services.ts:38', selfMs: 1 });
+  });
+});
+
+describe('closed-loop load', () => {
+  it('keeps `inflight` operations going until the time is up, counting latencies and failures apart', async () => {
+    let running = 0;
+    let peak = 0;
+    let n = 0;
+    const r = await closedLoop(4, 0.2, async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise((res) => setTimeout(res, 5));
+      running--;
+      return ++n % 5 === 0 ? undefined : 5;
+    });
+    expect(peak).toBe(4);
+    expect(r.count + r.errors).toBe(n);
+    expect(r.errors).toBe(Math.floor(n / 5));
+    expect(r.p50Ms).toBe(5);
+    expect(r.durationS).toBeGreaterThanOrEqual(0.2);
+    expect(r.throughputPerS).toBeCloseTo(r.count / r.durationS, 6);
   });
 });
