@@ -105,7 +105,11 @@ describe('backpressure: a flood beyond the sync queue bound', () => {
     expect(rssPeak - rssBefore).toBeLessThan(RSS_BOUND_MB);
     expect(rssAfter - rssBefore).toBeLessThan(RSS_BOUND_MB);
     // Flat, not growing with the number of refused requests: the second half of the flood adds little.
-    expect(perRound.at(-1)! - perRound[ROUNDS / 2 - 1]!).toBeLessThan(RSS_ROUND_GROWTH_MB);
+    // A leak grows RSS on every round; V8 growing its heap toward the 64 MiB cap is one step of up to
+    // ~20 MiB at some round (seen with and without write batching), so the largest single step is left
+    // out of the sum: what remains is the growth the rounds sustain.
+    const steps = perRound.slice(ROUNDS / 2 - 1).map((v, i, a) => (i === 0 ? 0 : v - a[i - 1]!));
+    expect(steps.reduce((a, b) => a + b, 0) - Math.max(...steps)).toBeLessThan(RSS_ROUND_GROWTH_MB);
   });
 });
 
