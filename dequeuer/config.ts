@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { brokerEnvShape, brokerSettings, envInt, parseEnv, type BrokerSettings } from '../shared/config/env.ts';
 import { deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
 
-const dequeuerEnvShape = {
+export const dequeuerEnvShape = {
   ...brokerEnvShape,
   /** HTTP port for /healthz, /readyz, /metrics. @default 8090 */
   PORT: envInt(0, 65535, 8090),

@@ -9,7 +9,7 @@ import { loadKeysFile, type KeysFile, type TenantLimits } from './security/api-k
  */
 export const MAX_BODY_LIMIT_BYTES = 15 * 1024 * 1024;
 
-const enqueuerEnvShape = {
+export const enqueuerEnvShape = {
   ...brokerEnvShape,
   /** HTTP port. @default 8080 */
   PORT: envInt(0, 65535, 8080),

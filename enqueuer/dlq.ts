@@ -44,7 +44,7 @@ export interface ReplayResult {
  * Browse, replay and discard on the per-service DLQs, on connections of their own (one consumes,
  * one publishes: an alarm that blocks the publisher must not stall acks).
  *
- * Every operation is one **rotation** (RABBITMQ-NOTES A.6 b, docs/adr/0200-dlq-rotation.md): read
+ * Every operation is one **rotation** (docs/adr/0200-dlq-operations-by-rotation.md): read
  * N = the DLQ's message count, consume exactly N, and for each either publish a copy to the tail of
  * the same DLQ (kept), to the work exchange (replayed) or nothing (discarded); the original is acked
  * only after the broker confirmed its copy. Copies are published in delivery order on one channel,

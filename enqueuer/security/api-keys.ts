@@ -69,6 +69,9 @@ export function parseKeysFile(doc: unknown, source: string): KeysFile {
   return parsed.data;
 }
 
+/** The environment variables {@link loadKeysFile} reads (documented in docs/configuration.md). */
+export const KEYS_ENV_KEYS = ['API_KEYS_FILE', 'API_KEYS_JSON'] as const;
+
 /** Reads the keys document from `API_KEYS_JSON` or `API_KEYS_FILE`; undefined when neither is set. */
 export function loadKeysFile(env: NodeJS.ProcessEnv): KeysFile | undefined {
   let text: string;

@@ -137,6 +137,9 @@ export function parseServices(doc: unknown, source = 'services'): Services {
   return Object.freeze(out);
 }
 
+/** The environment variables {@link loadServices} reads (documented in docs/configuration.md). */
+export const SERVICES_ENV_KEYS = ['SERVICES_FILE', 'SERVICES_JSON'] as const;
+
 /** Reads services from `SERVICES_JSON` (inline) or `SERVICES_FILE` (path), else `fallbackFile`. */
 export function loadServices(env: NodeJS.ProcessEnv, fallbackFile = 'config/services.json'): Services {
   if (env.SERVICES_JSON) return parseServices(parseJson(env.SERVICES_JSON, 'SERVICES_JSON'), 'SERVICES_JSON');

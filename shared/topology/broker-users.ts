@@ -17,7 +17,7 @@ export interface Permission {
 }
 
 /**
- * Least-privilege permissions for a topology prefix (RELIABILITY.md 4.3). Queue and exchange names
+ * Least-privilege permissions for a topology prefix. Queue and exchange names
  * are `<prefix>.<service>.<kind>` with service names `[a-z0-9-]`, so a service segment can never
  * swallow a dot and reach another kind of object.
  *

@@ -40,7 +40,7 @@ describe('backpressure: a flood beyond the sync queue bound', () => {
     const services = { echo: { url: '{DEMO}', rpc: { maxLength: BOUND } } };
     stack = await Stack.start({ url, prefix, services, startDequeuer: false });
     // The enqueuer under test runs in its own process so its RSS is measured alone, with the V8 heap
-    // capped as in production (README, "Security, quotas and limits"): uncapped, V8 grows the heap lazily and RSS
+    // capped as in production (docs/security.md, "Backpressure"): uncapped, V8 grows the heap lazily and RSS
     // says nothing about what is retained.
     const [port] = await freePorts(1);
     base = `http://127.0.0.1:${port}`;
