@@ -1,7 +1,7 @@
 // Generates a new API key (256 random bits, base64url) and prints the entry for the keys file.
-// Run: node scripts/hash-key.ts <key-id> <tenant> [service,service...]
+// Run: npm run key -- <key-id> <tenant> [service,service...]   (Node 24: the project's `node` devDependency)
 // The key is printed once, to stdout, for you to hand to the client; only its sha256 goes in the file.
-// To hash an existing key instead: echo -n "$KEY" | node scripts/hash-key.ts --stdin <key-id> <tenant>
+// To hash an existing key instead: echo -n "$KEY" | npm run -s key -- --stdin <key-id> <tenant>
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hashKey, TENANT_PATTERN } from '../enqueuer/security/api-keys.ts';
@@ -11,7 +11,7 @@ const fromStdin = args[0] === '--stdin';
 if (fromStdin) args.shift();
 const [id, tenant, services] = args;
 if (!id || !tenant || !/^[A-Za-z0-9._-]{1,64}$/.test(id) || !TENANT_PATTERN.test(tenant)) {
-  process.stderr.write('usage: node scripts/hash-key.ts [--stdin] <key-id> <tenant> [service,service...]\n');
+  process.stderr.write('usage: npm run key -- [--stdin] <key-id> <tenant> [service,service...]\n');
   process.exit(2);
 }
 const key = fromStdin ? readFileSync(0, 'utf8').trim() : `gwk_${randomBytes(32).toString('base64url')}`;

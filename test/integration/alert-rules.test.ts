@@ -110,7 +110,8 @@ describe('Prometheus configuration and alert rules (promtool)', () => {
       expect(['critical', 'warning'], `${a.alert} severity`).toContain(a.labels?.severity);
       expect(a.annotations?.summary, `${a.alert} summary`).toBeTruthy();
       expect(a.annotations?.description, `${a.alert} description`).toBeTruthy();
-      expect(a.annotations?.runbook, `${a.alert} runbook`).toBe(`monitoring/runbooks.md#${a.alert!.toLowerCase()}`);
+      expect(a.annotations?.runbook, `${a.alert}: runbook_url is the conventional name`).toBeUndefined();
+      expect(a.annotations?.runbook_url, `${a.alert} runbook_url`).toBe(`monitoring/runbooks.md#${a.alert!.toLowerCase()}`);
       expect(runbookAnchors, `${a.alert}: no section in monitoring/runbooks.md`).toContain(a.alert!.toLowerCase());
     }
     expect(runbookAnchors.filter((h) => !alerts.some((a) => a.alert!.toLowerCase() === h)), 'runbook sections without an alert').toEqual([]);
