@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { Ajv } from 'ajv';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { parseServices } from '../../shared/config/services.ts';
 import { loadDequeuerConfig } from '../../dequeuer/config.ts';
@@ -17,11 +18,14 @@ interface ComposeService {
   ports?: Array<string | number | { published?: string | number; target?: number; host_ip?: string }>;
   depends_on?: string[] | Record<string, { condition?: string }>;
   healthcheck?: { test?: string | string[] };
+  restart?: string;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+const composeText = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+const compose = parse(composeText, { merge: true }) as {
   services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
 };
 const services = compose.services;
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
@@ -72,11 +76,104 @@ function gatewayEnv(name: string): NodeJS.ProcessEnv {
   return env;
 }
 
+/** Named volumes a service mounts: volume name → container path. */
+function namedVolumes(svc: ComposeService): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of svc.volumes ?? []) {
+    const [source, target] = typeof v === 'string' ? v.split(':') : [v.source, v.target];
+    if (source && target && !source.startsWith('.') && !source.startsWith('/')) out[source] = target;
+  }
+  return out;
+}
+
+/**
+ * The compose specification's JSON schema (draft-07), as the maintained compose linter dclint ships
+ * it (schemas/compose.schema.json, current: `name`, `include`, `develop`, `models`), compiled
+ * offline with ajv. `strict: false`: the spec uses annotations ajv's strict mode does not know.
+ */
+function composeValidator(): (data: unknown) => string[] {
+  const schema = JSON.parse(readFileSync(join(root, 'node_modules/dclint/schemas/compose.schema.json'), 'utf8')) as Record<string, unknown>;
+  expect(schema.$id).toBe('compose_spec.json');
+  // Draft-07 named by its https URL, which ajv registers as http: the Ajv class is draft-07 anyway.
+  expect(schema.$schema).toBe('https://json-schema.org/draft-07/schema');
+  delete schema.$schema;
+  const ajv = new Ajv({ strict: false, allErrors: true, allowUnionTypes: true });
+  const validate = ajv.compile(schema);
+  return (data) => (validate(data) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message ?? ''} ${JSON.stringify(e.params)}`));
+}
+
+/** Where each stateful service keeps its data inside its container. */
+const DATA_DIRS: Record<string, string> = {
+  rabbitmq: '/var/lib/rabbitmq',
+  redis: '/data',
+  prometheus: '/prometheus',
+  alertmanager: '/alertmanager',
+  grafana: '/var/lib/grafana',
+};
+
 const buildsFromDockerfile = Object.entries(services).filter(([, s]) => s.build !== undefined);
 
 describe('docker-compose.yml', () => {
   beforeEach(() => {
     expect.hasAssertions();
+  });
+
+  it('is valid against the compose specification schema, which rejects a misspelt key', () => {
+    const validate = composeValidator();
+    // Unmerged (as compose reads it: YAML merge keys are resolved by the YAML parser either way).
+    expect(validate(parse(composeText, { merge: true }))).toEqual([]);
+    const broken = parse(composeText, { merge: true }) as { services: Record<string, Record<string, unknown>> };
+    broken.services.redis!.healthcheck = { test: ['CMD', 'redis-cli', 'ping'], intervall: '5s' };
+    broken.services.enqueuer!.depends_on = { redis: { condition: 'service_healthy', required: 'yes' } };
+    const errors = validate(broken);
+    expect(errors.join('\n')).toContain('/services/redis/healthcheck must NOT have additional properties');
+    expect(errors.join('\n')).toContain('/services/enqueuer/depends_on/redis/required must be boolean');
+  });
+
+  it('gives every service a health check and a restart policy, and waits only on healthy services', () => {
+    expect(Object.keys(services).sort()).toEqual(['alertmanager', 'demo', 'dequeuer', 'enqueuer', 'grafana', 'prometheus', 'rabbitmq', 'redis']);
+    for (const [name, svc] of Object.entries(services)) {
+      expect(svc.restart, `${name} restart`).toBe('unless-stopped');
+      const test = svc.healthcheck?.test;
+      expect(Array.isArray(test) && test[0] === 'CMD' && test.length > 1, `${name} healthcheck ${JSON.stringify(test)}`).toBe(true);
+      expect(Array.isArray(svc.depends_on), `${name}: depends_on must name a condition`).toBe(false);
+      for (const [dep, cond] of Object.entries(svc.depends_on ?? {})) {
+        expect(cond, `${name} -> ${dep}`).toEqual({ condition: 'service_healthy' });
+      }
+    }
+  });
+
+  it('keeps the state of every stateful service in a declared named volume at its data directory', () => {
+    const declared = Object.keys(compose.volumes ?? {}).sort();
+    const used: string[] = [];
+    for (const [name, dir] of Object.entries(DATA_DIRS)) {
+      const volumes = namedVolumes(services[name]!);
+      const volume = Object.entries(volumes).find(([, target]) => target === dir)?.[0];
+      expect(volume, `${name}: no named volume at ${dir}`).toBeDefined();
+      used.push(...Object.keys(volumes));
+    }
+    for (const name of Object.keys(services).filter((n) => !(n in DATA_DIRS))) {
+      expect(namedVolumes(services[name]!), `${name} is stateless`).toEqual({});
+    }
+    expect(declared).toEqual([...new Set(used)].sort());
+    // Redis persists (append-only file), so job status and idempotency keys survive a restart.
+    expect(commandOf(services.redis!)).toEqual(expect.arrayContaining(['--appendonly', 'yes']));
+  });
+
+  it('gives the enqueuer the compose Redis for job state, after Redis is healthy', () => {
+    const cfg = loadEnqueuerConfig(gatewayEnv('enqueuer'));
+    expect(new URL(cfg.redisUrl ?? '').host).toBe('redis:6379');
+    expect(services.enqueuer?.depends_on).toMatchObject({ redis: { condition: 'service_healthy' } });
+    expect(services.redis?.ports, 'Redis stays on the compose network').toBeUndefined();
+  });
+
+  it('documents every variable the file reads in .env.example, and nothing else', () => {
+    const used = [...new Set([...composeText.matchAll(/\$\{([A-Z0-9_]+)/g)].map((m) => m[1]!))].sort();
+    const example = readFileSync(join(root, '.env.example'), 'utf8');
+    const documented = [...example.matchAll(/^([A-Z0-9_]+)=/gm)].map((m) => m[1]!).sort();
+    expect(used.length).toBeGreaterThan(5);
+    expect(documented).toEqual(used);
+    expect(readFileSync(join(root, '.gitignore'), 'utf8')).toMatch(/^\.env$/m);
   });
 
   it('names only existing services in depends_on', () => {
