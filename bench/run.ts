@@ -1,11 +1,13 @@
-// `npm run bench`: the gateway measured side by side with the raw ceilings, on one broker and one
-// downstream. Starts its own processes (demo downstream, dequeuer(s), enqueuer, raw RPC consumer),
-// stops every one of them by PID at the end (also on Ctrl-C) and deletes its broker objects.
+// `npm run bench`: the gateway measured side by side with the raw ceilings and a minimal hand-written
+// Express pipeline, on one broker and one lean downstream (a plain node:http echo). Starts its own
+// processes (echo downstream, dequeuer(s), enqueuer(s), the baselines' fronts and consumers), measures
+// each one's CPU per request from /proc/<pid>/stat (and the broker's, found by its AMQP port), stops
+// every one of them by PID at the end (also on Ctrl-C) and deletes its broker objects.
 //
 // Options: --quick (short runs, one each: the harness's smoke test), --scenario NAME (repeatable or
 // comma-separated), --profile (CPU profiles of enqueuer and dequeuer into bench/out/profiles),
 // --out DIR (where BENCHMARKS.md and latency.svg go). Env: RABBITMQ_URL, BENCH_DURATION_S, BENCH_RUNS,
-// BENCH_SOAK_REQUESTS.
+// BENCH_WARMUP_S, BENCH_SOAK_REQUESTS, and GW_* / AMQP_* settings passed through to the gateway.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
@@ -17,24 +19,26 @@ import { findBroker, redactUrl } from '../scripts/lib/find-broker.ts';
 import { runRawDrain } from './baselines/raw-drain.ts';
 import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
 import { runRawRpc } from './baselines/raw-rpc.ts';
+import { pidListeningOn, startCpuWindow, type CpuRole } from './lib/cpu.ts';
 import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueState, rawNames } from './lib/broker.ts';
 import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
 import { httpLoad, PAYLOAD_1KIB, probeStatus } from './lib/load.ts';
 import { freePort, metricValue, ProcessGroup, rssBytes, scrape, sleep, waitHttpOk, type Child } from './lib/processes.ts';
-import { renderBenchmarksMd, renderLatencySvg, renderRatios, renderTable, computeRatios, type RatioRow, type ScenarioReport } from './lib/report.ts';
+import { headroomWarning, renderBenchmarksMd, renderCpuTable, renderLatencySvg, renderRatios, renderTable, computeRatios, type RatioRow, type ScenarioReport } from './lib/report.ts';
 import { growthBetween, summarize, type RunResult, type Sample } from './lib/stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const ALL = ['direct', 'raw-rpc', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
+const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
 type ScenarioName = (typeof ALL)[number];
 
 const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
-  direct: { title: 'autocannon → demo /echo (no gateway)', kind: 'baseline' },
-  'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer → demo', kind: 'baseline' },
+  direct: { title: 'autocannon → plain node:http echo (no gateway)', kind: 'baseline' },
+  'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer (prefetch 32, undici) → echo', kind: 'baseline' },
+  'express-pipeline': { title: 'minimal Express 5 front, shared direct reply-to, no confirms → amqplib consumer (prefetch 64, undici) → echo', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
-  'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to demo + ack', kind: 'baseline' },
+  'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to echo + ack', kind: 'baseline' },
   sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
-  scale: { title: 'sync with 2 dequeuer processes', kind: 'scenario' },
+  scale: { title: 'sync with 2 enqueuers (32 clients each) and 2 dequeuers', kind: 'scenario' },
   soak: { title: 'sync at a steady rate, RSS / lag / correlation map sampled', kind: 'scenario' },
   'accept-stopped': { title: 'Prefer: respond-async → 202, dequeuer stopped', kind: 'scenario' },
   'accept-draining': { title: 'Prefer: respond-async → 202, dequeuer draining', kind: 'scenario' },
@@ -66,7 +70,7 @@ const has = (n: ScenarioName): boolean => selected.has(n);
 
 const S = {
   durationS: Number(process.env.BENCH_DURATION_S ?? (quick ? 3 : 10)),
-  warmupS: quick ? 1 : 5,
+  warmupS: Number(process.env.BENCH_WARMUP_S ?? (quick ? 1 : 5)),
   runs: Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3)),
   connections: 64,
   drainJobs: quick ? 2_000 : 50_000,
@@ -105,11 +109,19 @@ const url = broker.url;
 const prefix = `bench-${randomBytes(3).toString('hex')}`;
 log(`broker ${broker.source} ${redactUrl(url)}, prefix ${prefix}, ${quick ? 'quick' : 'full'} mode, scenarios: ${[...selected].join(', ')}`);
 
-const demoPort = await freePort();
-const enqueuerPort = await freePort();
+const downstreamPort = await freePort();
+const enqueuerPorts = [await freePort(), await freePort()];
+const enqueuerPort = enqueuerPorts[0]!;
 const dequeuerPorts = [await freePort(), await freePort()];
-const demoUrl = `http://127.0.0.1:${demoPort}`;
-const servicesDoc = { services: { echo: { url: demoUrl, work: { maxLength: S.workMaxLength } } } };
+const expressPort = await freePort();
+const downstreamUrl = `http://127.0.0.1:${downstreamPort}`;
+const servicesDoc = { services: { echo: { url: downstreamUrl, work: { maxLength: S.workMaxLength } } } };
+// The broker in use, by the process listening on its AMQP port (other RabbitMQ nodes may run here).
+const brokerPid = (() => {
+  const first = new URL(url.split(',')[0]!.trim());
+  return pidListeningOn(Number(first.port || (first.protocol === 'amqps:' ? 5671 : 5672)));
+})();
+log(brokerPid === undefined ? 'broker process not found: its CPU is not reported' : `broker process ${brokerPid}`);
 const topology = buildTopology(parseServices(servicesDoc), { prefix });
 const raw = rawNames(prefix);
 const baseEnv: NodeJS.ProcessEnv = {
@@ -122,18 +134,41 @@ const baseEnv: NodeJS.ProcessEnv = {
 };
 const profFlags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
 const serviceUrl = `http://127.0.0.1:${enqueuerPort}/v1/services/echo/echo`;
+const serviceUrl2 = `http://127.0.0.1:${enqueuerPorts[1]}/v1/services/echo/echo`;
 const jsonHeaders = { 'content-type': 'application/json' };
 canTeardown = true;
 
-let enqueuer: Child | undefined;
+const enqueuers: Array<Child | undefined> = [undefined, undefined];
 const dequeuers: Array<Child | undefined> = [undefined, undefined];
 let rawConsumer: Child | undefined;
+let downstream: Child | undefined;
+let expressFront: Child | undefined;
+let expressWorker: Child | undefined;
 
-async function startEnqueuer(): Promise<void> {
-  if (enqueuer) return;
-  const child = group.spawnNode('enqueuer', join(ROOT, 'enqueuer/main.ts'), { ...baseEnv, PORT: String(enqueuerPort) }, profFlags);
-  await waitHttpOk(`http://127.0.0.1:${enqueuerPort}/readyz`, 60_000, child);
-  enqueuer = child;
+async function startEnqueuer(i: 0 | 1 = 0): Promise<void> {
+  if (enqueuers[i]) return;
+  const child = group.spawnNode(`enqueuer-${i + 1}`, join(ROOT, 'enqueuer/main.ts'), { ...baseEnv, PORT: String(enqueuerPorts[i]) }, profFlags);
+  await waitHttpOk(`http://127.0.0.1:${enqueuerPorts[i]}/readyz`, 60_000, child);
+  enqueuers[i] = child;
+}
+async function stopEnqueuer(i: 0 | 1): Promise<void> {
+  const child = enqueuers[i];
+  enqueuers[i] = undefined;
+  if (child) await group.stop(child, 20_000);
+}
+
+type RoleMap = Partial<Record<CpuRole, number | number[]>>;
+const pidsOf = (children: ReadonlyArray<Child | undefined>): number[] => children.filter((c): c is Child => c !== undefined).map((c) => c.pid);
+/** The gateway's processes in a scenario, by role (what is running right now). */
+const gatewayRoles = (): RoleMap => ({
+  front: pidsOf(enqueuers), worker: pidsOf(dequeuers), loadgen: process.pid,
+  ...(brokerPid ? { broker: brokerPid } : {}), ...(downstream ? { downstream: downstream.pid } : {}),
+});
+/** Runs `work` with each role's CPU measured over it, per successful operation. */
+async function measured(roles: RoleMap, work: () => Promise<RunResult>): Promise<RunResult> {
+  const end = startCpuWindow(roles);
+  const r = await work();
+  return { ...r, cpu: end(r.count) };
 }
 async function startDequeuer(i: 0 | 1): Promise<void> {
   if (dequeuers[i]) return;
@@ -153,7 +188,8 @@ function record(name: ScenarioName, r: RunResult): void {
   const list = results.get(name) ?? [];
   list.push(r);
   results.set(name, list);
-  log(`  ${name} run ${list.length}: ${Math.round(r.throughputPerS)}/s, p50 ${r.p50Ms?.toFixed(1) ?? '—'} ms, p99 ${r.p99Ms?.toFixed(1) ?? '—'} ms, errors ${r.errors}`);
+  const cpu = Object.entries(r.cpu ?? {}).map(([k, v]) => `${k} ${Math.round(v)}`).join(' / ');
+  log(`  ${name} run ${list.length}: ${Math.round(r.throughputPerS)}/s, p50 ${r.p50Ms?.toFixed(1) ?? '—'} ms, p99 ${r.p99Ms?.toFixed(1) ?? '—'} ms, errors ${r.errors}${cpu ? `, CPU µs/op ${cpu}` : ''}`);
 }
 function finish(name: ScenarioName, extra: Partial<ScenarioReport> = {}): void {
   const runs = results.get(name) ?? [];
@@ -197,18 +233,49 @@ async function interleaved(steps: Partial<Record<ScenarioName, { warmup: () => P
 const syncLoad = (durationS: number): Promise<RunResult> =>
   httpLoad({ url: serviceUrl, connections: S.connections, durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 });
 
+/**
+ * Sync load split over the two enqueuers (half the clients each, run at once). Throughput and counts
+ * add up; p50 and p99 are the larger of the two (the worse side, not a merged histogram).
+ */
+async function scaleLoad(durationS: number): Promise<RunResult> {
+  const half = S.connections / 2;
+  const runs = await Promise.all([serviceUrl, serviceUrl2].map((u) =>
+    httpLoad({ url: u, connections: half, durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 })));
+  const max = (k: 'p50Ms' | 'p99Ms'): number | undefined => {
+    const v = runs.map((r) => r[k]).filter((x): x is number => x !== undefined);
+    return v.length ? Math.max(...v) : undefined;
+  };
+  const durationMax = Math.max(...runs.map((r) => r.durationS));
+  const count = runs.reduce((n, r) => n + r.count, 0);
+  return { throughputPerS: count / durationMax, p50Ms: max('p50Ms'), p99Ms: max('p99Ms'), count, errors: runs.reduce((n, r) => n + r.errors, 0), durationS: durationMax };
+}
+
 async function runAll(): Promise<void> {
-  const demo = group.spawnNode('demo', join(ROOT, 'demo/main.ts'), { ...baseEnv, DEMO_PORT: String(demoPort) });
-  await waitHttpOk(`${demoUrl}/echo`, 30_000, demo, { method: 'POST', body: '{}' });
+  downstream = group.spawnNode('downstream', join(ROOT, 'bench/baselines/echo-server.ts'), { ...baseEnv, PORT: String(downstreamPort) });
+  await waitHttpOk(`${downstreamUrl}/echo`, 30_000, downstream, { method: 'POST', body: '{}' });
   await declareRawQueues(url, prefix, { rpcMaxLength: 1000, workMaxLength: S.workMaxLength, deliveryLimit: 10 });
 
-  // Request-reply: direct HTTP, raw RPC and sync, interleaved.
+  // Request-reply: direct HTTP, raw RPC, the minimal Express pipeline and sync, interleaved.
   if (has('raw-rpc')) {
     rawConsumer = group.spawnNode('raw-rpc-consumer', join(ROOT, 'bench/baselines/raw-rpc-consumer.ts'), {
-      ...baseEnv, QUEUE: raw.rpcQueue, DOWNSTREAM_URL: `${demoUrl}/echo`, PREFETCH: '32',
+      ...baseEnv, QUEUE: raw.rpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '32',
     });
     await waitForLine(rawConsumer, '"ready":true', 30_000);
   }
+  if (has('express-pipeline')) {
+    expressWorker = group.spawnNode('express-worker', join(ROOT, 'bench/baselines/raw-rpc-consumer.ts'), {
+      ...baseEnv, QUEUE: raw.xrpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '64',
+    });
+    await waitForLine(expressWorker, '"ready":true', 30_000);
+    expressFront = group.spawnNode('express-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.xrpcQueue, PORT: String(expressPort) });
+    await waitForLine(expressFront, '"ready":true', 30_000);
+  }
+  const expressUrl = `http://127.0.0.1:${expressPort}/v1/services/echo/echo`;
+  const expressRoles = (): RoleMap => ({
+    front: expressFront!.pid, worker: expressWorker!.pid, loadgen: process.pid,
+    ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid,
+  });
+  const rawRpcRoles = (): RoleMap => ({ worker: rawConsumer!.pid, loadgen: process.pid, ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid });
   const needStack = ['sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'].some((n) => has(n as ScenarioName));
   if (needStack) {
     await startEnqueuer();
@@ -217,25 +284,33 @@ async function runAll(): Promise<void> {
   const body = Buffer.from(PAYLOAD_1KIB);
   await interleaved({
     direct: {
-      warmup: () => httpLoad({ url: `${demoUrl}/echo`, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
-      run: () => httpLoad({ url: `${demoUrl}/echo`, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 }),
+      warmup: () => httpLoad({ url: `${downstreamUrl}/echo`, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
+      run: () => measured({ loadgen: process.pid, downstream: downstream!.pid }, () =>
+        httpLoad({ url: `${downstreamUrl}/echo`, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 })),
     },
     'raw-rpc': {
       warmup: () => runRawRpc({ url, queue: raw.rpcQueue, body, inflight: S.connections, durationS: S.warmupS }),
-      run: () => runRawRpc({ url, queue: raw.rpcQueue, body, inflight: S.connections, durationS: S.durationS }),
+      run: () => measured(rawRpcRoles(), () => runRawRpc({ url, queue: raw.rpcQueue, body, inflight: S.connections, durationS: S.durationS })),
     },
-    sync: { warmup: () => syncLoad(S.warmupS), run: () => syncLoad(S.durationS) },
+    'express-pipeline': {
+      warmup: () => httpLoad({ url: expressUrl, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
+      run: () => measured(expressRoles(), () =>
+        httpLoad({ url: expressUrl, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 })),
+    },
+    sync: { warmup: () => syncLoad(S.warmupS), run: () => measured(gatewayRoles(), () => syncLoad(S.durationS)) },
   });
-  if (rawConsumer) await group.stop(rawConsumer);
+  for (const c of [rawConsumer, expressFront, expressWorker]) if (c) await group.stop(c);
 
   if (has('scale') && !interrupted) {
     try {
+      await startEnqueuer(1);
       await startDequeuer(1);
-      await interleaved({ scale: { warmup: () => syncLoad(S.warmupS), run: () => syncLoad(S.durationS) } });
+      await interleaved({ scale: { warmup: () => scaleLoad(S.warmupS), run: () => measured(gatewayRoles(), () => scaleLoad(S.durationS)) } });
     } catch (err) {
       fail('scale', err);
     } finally {
       await stopDequeuer(1);
+      await stopEnqueuer(1);
     }
   }
 
@@ -265,12 +340,13 @@ async function runAll(): Promise<void> {
     await interleaved({
       'raw-publish': {
         warmup: () => purgeQueue(url, raw.workQueue).then(() => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.warmupS })),
-        run: () => purgeQueue(url, raw.workQueue).then(() => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.durationS })),
+        run: () => purgeQueue(url, raw.workQueue).then(() => measured({ loadgen: process.pid, ...(brokerPid ? { broker: brokerPid } : {}) }, () =>
+          runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.durationS }))),
       },
       ...(asyncReason ? {} : {
         'accept-stopped': {
           warmup: () => purgeQueue(url, workQueue).then(() => acceptLoad(S.warmupS)),
-          run: () => purgeQueue(url, workQueue).then(() => acceptLoad(S.durationS)),
+          run: () => purgeQueue(url, workQueue).then(() => measured(gatewayRoles(), () => acceptLoad(S.durationS))),
         },
       }),
     });
@@ -279,7 +355,7 @@ async function runAll(): Promise<void> {
   if (!interrupted && !asyncReason && has('accept-draining')) {
     await purgeQueue(url, workQueue);
     await startDequeuer(0);
-    await interleaved({ 'accept-draining': { warmup: () => acceptLoad(S.warmupS), run: () => acceptLoad(S.durationS) } });
+    await interleaved({ 'accept-draining': { warmup: () => acceptLoad(S.warmupS), run: () => measured(gatewayRoles(), () => acceptLoad(S.durationS)) } });
   }
 
   // Drain: raw drain interleaved with the dequeuer draining jobs the enqueuer accepted.
@@ -288,7 +364,9 @@ async function runAll(): Promise<void> {
     const rawDrainRun = async (count: number): Promise<RunResult> => {
       await purgeQueue(url, raw.workQueue);
       const filled = await fillQueue(url, raw.workQueue, body, count, S.drainMaxS);
-      return runRawDrain({ url, queue: raw.workQueue, count: filled, prefetch: 20, downstreamUrl: `${demoUrl}/echo`, maxDurationS: S.drainMaxS });
+      // The raw drain consumer runs inside the bench process: it is the worker here.
+      return measured({ worker: process.pid, ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid }, () =>
+        runRawDrain({ url, queue: raw.workQueue, count: filled, prefetch: 20, downstreamUrl: `${downstreamUrl}/echo`, maxDurationS: S.drainMaxS }));
     };
     await interleaved({
       'raw-drain': { warmup: () => rawDrainRun(Math.min(2000, S.drainJobs)), run: () => rawDrainRun(S.drainJobs) },
@@ -312,17 +390,22 @@ async function drainRun(count: number): Promise<RunResult> {
   // The clock starts when the dequeuer's consumer appears, so its process start-up is not counted.
   const untilMs = Date.now() + S.drainMaxS * 1000;
   let startedMs: number | undefined;
+  let endCpu: ((ops: number) => RunResult['cpu']) | undefined;
   let left = queued;
   while (Date.now() < untilMs) {
     const st = await queueState(url, queue);
     left = st.messages;
-    if (startedMs === undefined && (st.consumers > 0 || st.messages < queued)) startedMs = Date.now();
+    if (startedMs === undefined && (st.consumers > 0 || st.messages < queued)) {
+      startedMs = Date.now();
+      endCpu = startCpuWindow(gatewayRoles());
+    }
     if (startedMs !== undefined && st.messages === 0) break;
     await sleep(50);
   }
+  const cpu = endCpu?.(queued - left);
   await waitHttpOk(`http://127.0.0.1:${dequeuerPorts[0]}/readyz`, 30_000, child);
   const durationS = (Date.now() - (startedMs ?? Date.now())) / 1000 || 1;
-  return { throughputPerS: (queued - left) / durationS, p50Ms: undefined, p99Ms: undefined, count: queued - left, errors: fill.errors + left, durationS };
+  return { throughputPerS: (queued - left) / durationS, p50Ms: undefined, p99Ms: undefined, count: queued - left, errors: fill.errors + left, durationS, ...(cpu ? { cpu } : {}) };
 }
 
 /** Sync load at a steady rate with RSS, event-loop lag and correlation map sampled; growth 25% → 100%. */
@@ -334,7 +417,7 @@ async function soak(): Promise<void> {
   const expectedS = ratePerS ? S.soakRequests / ratePerS : undefined;
   log(`soak: ${S.soakRequests} requests${ratePerS ? ` at ${ratePerS}/s (≈${Math.round(expectedS!)} s)` : ' at full speed'}, at most ${S.soakMaxS} s`);
   const series: Record<string, Sample[]> = { enqRss: [], deqRss: [], enqLag: [], deqLag: [], corr: [] };
-  const enq = enqueuer!;
+  const enq = enqueuers[0]!;
   const deq = dequeuers[0]!;
   const t0 = Date.now();
   let running = true;
@@ -355,10 +438,10 @@ async function soak(): Promise<void> {
       await sleep(S.soakSampleMs);
     }
   })();
-  const result = await httpLoad({
+  const result = await measured(gatewayRoles(), () => httpLoad({
     url: serviceUrl, connections: S.connections, amount: S.soakRequests, maxDurationS: S.soakMaxS,
     headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200, ...(ratePerS ? { overallRatePerS: ratePerS } : {}),
-  });
+  }));
   running = false;
   await sampler;
   const totalMs = result.durationS * 1000;
@@ -443,7 +526,9 @@ mkdirSync(dirname(svgPath), { recursive: true });
 const limits = readFileSync(join(ROOT, 'bench/what-limits-it.md'), 'utf8');
 writeFileSync(mdPath, renderBenchmarksMd(machine, ordered, limits, relative(dirname(mdPath), svgPath)));
 writeFileSync(svgPath, renderLatencySvg(ordered));
-process.stdout.write(`\n${renderTable(ordered)}\n\n${renderRatios(computeRatios(ordered))}\n\n`);
+const finalRatios = computeRatios(ordered);
+const warning = headroomWarning(finalRatios);
+process.stdout.write(`\n${renderTable(ordered)}\n\nCPU µs per operation:\n${renderCpuTable(ordered)}\n\n${renderRatios(finalRatios)}\n\n${warning ? `${warning}\n\n` : ''}`);
 for (const r of ordered) for (const n of r.notes ?? []) process.stdout.write(`- ${r.name}: ${n}\n`);
 log(`wrote ${relative(ROOT, mdPath)} and ${relative(ROOT, svgPath)} in ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s`);
 

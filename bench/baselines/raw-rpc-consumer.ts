@@ -1,5 +1,6 @@
 // Raw RPC ceiling, server side (its own process, like the dequeuer): a minimal amqplib consumer
-// that calls the demo downstream with undici and replies on direct reply-to. No breaker, no
+// that calls the downstream with undici and replies on direct reply-to. Also the worker of the
+// "minimal Express pipeline" baseline (prefetch 64). No breaker, no
 // metrics, no envelope. Env: RABBITMQ_URL, QUEUE, DOWNSTREAM_URL, PREFETCH.
 import { connect } from 'amqplib';
 import { Pool } from 'undici';
@@ -20,7 +21,12 @@ await consumeChannel.consume(queue, (msg) => {
     .request({ method: 'POST', path: downstream.pathname, headers: { 'content-type': 'application/json' }, body: msg.content })
     .then(async (res) => {
       const body = Buffer.from(await res.body.arrayBuffer());
-      replyChannel.publish('', msg.properties.replyTo as string, body, { correlationId: msg.properties.correlationId as string, headers: { status: res.statusCode } });
+      const contentType = res.headers['content-type'];
+      replyChannel.publish('', msg.properties.replyTo as string, body, {
+        correlationId: msg.properties.correlationId as string,
+        headers: { status: res.statusCode },
+        ...(typeof contentType === 'string' ? { contentType } : {}),
+      });
     })
     .catch((err: unknown) => {
       replyChannel.publish('', msg.properties.replyTo as string, Buffer.from(String(err)), { correlationId: msg.properties.correlationId as string, headers: { status: 0 } });

@@ -2,8 +2,8 @@ import { connect, type Channel } from 'amqplib';
 import type { Topology } from '../../shared/topology/topology.ts';
 
 /** Names of the raw baselines' own broker objects (under the run's prefix). */
-export function rawNames(prefix: string): { rpcQueue: string; workQueue: string; dlx: string; dlq: string } {
-  return { rpcQueue: `${prefix}.raw.rpc`, workQueue: `${prefix}.raw.work`, dlx: `${prefix}.raw.dlx`, dlq: `${prefix}.raw.dlq` };
+export function rawNames(prefix: string): { rpcQueue: string; xrpcQueue: string; workQueue: string; dlx: string; dlq: string } {
+  return { rpcQueue: `${prefix}.raw.rpc`, xrpcQueue: `${prefix}.raw.xrpc`, workQueue: `${prefix}.raw.work`, dlx: `${prefix}.raw.dlx`, dlq: `${prefix}.raw.dlq` };
 }
 
 async function withChannel<T>(url: string, work: (ch: Channel) => Promise<T>): Promise<T> {
@@ -30,6 +30,8 @@ export async function declareRawQueues(url: string, prefix: string, limits: { rp
     await ch.assertQueue(n.dlq, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
     await ch.bindQueue(n.dlq, n.dlx, 'raw');
     await ch.assertQueue(n.rpcQueue, { durable: true, arguments: { 'x-queue-type': 'classic', 'x-max-length': limits.rpcMaxLength, 'x-overflow': 'reject-publish' } });
+    // The minimal Express pipeline's queue: a plain classic queue, as a hand-written pipeline declares it.
+    await ch.assertQueue(n.xrpcQueue, { durable: false });
     await ch.assertQueue(n.workQueue, {
       durable: true,
       arguments: {
@@ -66,7 +68,7 @@ export async function queueState(url: string, queue: string): Promise<{ messages
  */
 export async function deleteBenchObjects(url: string, prefix: string, topology: Topology): Promise<void> {
   const n = rawNames(prefix);
-  const queues = [...topology.queues.map((q) => q.name), n.rpcQueue, n.workQueue, n.dlq];
+  const queues = [...topology.queues.map((q) => q.name), n.rpcQueue, n.xrpcQueue, n.workQueue, n.dlq];
   const exchanges = [...topology.exchanges.map((e) => e.name), n.dlx];
   const foreign = [...queues, ...exchanges].filter((name) => !name.startsWith(`${prefix}.`));
   if (foreign.length) throw new Error(`refusing to delete names outside prefix ${prefix}: ${foreign.join(', ')}`);

@@ -1,3 +1,4 @@
+import { CPU_ROLES, type CpuRole } from './cpu.ts';
 import { ratio, type Summary } from './stats.ts';
 
 /** What happened to one scenario or baseline in a bench run. */
@@ -17,7 +18,7 @@ export interface ScenarioReport {
   checks?: RatioRow[];
 }
 
-/** A target of issue 7: `scenario` compared with `baseline` on one metric. */
+/** A target: `scenario` compared with `baseline` on one metric. */
 export interface Target {
   label: string;
   scenario: string;
@@ -28,8 +29,15 @@ export interface Target {
   bound: number;
 }
 
-/** The targets issue 7 sets. */
+/** Direct HTTP must be this many times the sync throughput, else the downstream limits the run. */
+export const DOWNSTREAM_HEADROOM = 8;
+export const HEADROOM_LABEL = 'direct HTTP / sync throughput (downstream headroom)';
+
+/** The targets issues 7 and 14 set. */
 export const TARGETS: readonly Target[] = [
+  { label: 'sync throughput vs minimal Express pipeline', scenario: 'sync', baseline: 'express-pipeline', metric: 'throughput', kind: 'min', bound: 1.0 },
+  { label: 'sync p99 vs minimal Express pipeline p99', scenario: 'sync', baseline: 'express-pipeline', metric: 'p99', kind: 'max', bound: 1.2 },
+  { label: HEADROOM_LABEL, scenario: 'direct', baseline: 'sync', metric: 'throughput', kind: 'min', bound: DOWNSTREAM_HEADROOM },
   { label: 'sync throughput vs raw RPC', scenario: 'sync', baseline: 'raw-rpc', metric: 'throughput', kind: 'min', bound: 0.8 },
   { label: 'sync p99 vs raw RPC p99', scenario: 'sync', baseline: 'raw-rpc', metric: 'p99', kind: 'max', bound: 1.5 },
   { label: 'async accept (dequeuer stopped) vs raw publish', scenario: 'accept-stopped', baseline: 'raw-publish', metric: 'throughput', kind: 'min', bound: 0.7 },
@@ -87,6 +95,34 @@ function cell(text: string): string {
   return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 }
 
+const ROLE_TITLES: Record<CpuRole, string> = { front: 'front', worker: 'worker', broker: 'broker', loadgen: 'load generator', downstream: 'downstream' };
+
+/**
+ * CPU µs per operation per process (median of the runs), one row per scenario that measured any:
+ * where the cost of one request sits. `—` where a role does not exist in that scenario.
+ */
+export function renderCpuTable(reports: readonly ScenarioReport[]): string {
+  const lines = [
+    `| scenario | ${CPU_ROLES.map((r) => ROLE_TITLES[r]).join(' | ')} | total |`,
+    `|---|${CPU_ROLES.map(() => '---:').join('|')}|---:|`,
+  ];
+  for (const r of reports) {
+    const cpu = r.summary?.cpu;
+    if (r.status !== 'ok' || !cpu || Object.keys(cpu).length === 0) continue;
+    const total = CPU_ROLES.reduce((n, role) => n + (cpu[role] ?? 0), 0);
+    const name = r.kind === 'baseline' ? `${r.name} (baseline)` : r.name;
+    lines.push(`| ${cell(name)} | ${CPU_ROLES.map((role) => (cpu[role] === undefined ? '—' : Math.round(cpu[role]).toString())).join(' | ')} | ${Math.round(total)} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The sentence a run prints when the downstream, not the gateway, may be what limits it. */
+export function headroomWarning(rows: readonly RatioRow[]): string | undefined {
+  const row = rows.find((r) => r.label === HEADROOM_LABEL);
+  if (!row || row.met !== false) return undefined;
+  return `**The downstream is the bottleneck of this run**: direct HTTP served only ${row.value!.toFixed(1)}x the sync throughput (< ${DOWNSTREAM_HEADROOM}x), so the gateway ratios above are flattened by the downstream.`;
+}
+
 /** The results table (GitHub markdown). */
 export function renderTable(reports: readonly ScenarioReport[]): string {
   const lines = [
@@ -135,6 +171,8 @@ export interface MachineInfo {
 /** The whole BENCHMARKS.md. `limits` is the hand-written "what limits it" section (markdown). */
 export function renderBenchmarksMd(machine: MachineInfo, reports: readonly ScenarioReport[], limits: string, chartFile: string): string {
   const notes = reports.flatMap((r) => (r.notes ?? []).map((n) => `- **${r.name}**: ${n}`));
+  const ratios = computeRatios(reports);
+  const warning = headroomWarning(ratios);
   return [
     '# Benchmarks',
     '',
@@ -161,10 +199,21 @@ export function renderBenchmarksMd(machine: MachineInfo, reports: readonly Scena
     ...(notes.length ? [...notes, ''] : []),
     `![p50 and p99 latency per scenario](${chartFile})`,
     '',
-    '## Ratios against the raw ceilings (issue 7 targets)',
+    '## CPU per request, per process',
     '',
-    renderRatios(computeRatios(reports)),
+    'CPU time (user + system, from `/proc/<pid>/stat`) each process used during the measured runs,',
+    'divided by the requests (or messages) completed: µs per operation, median of the runs. `front` is',
+    'the enqueuer or the baseline\'s HTTP front, `worker` the dequeuer(s) or the baseline consumer,',
+    '`broker` the RabbitMQ node in use (found by its AMQP port), `load generator` the bench process',
+    '(autocannon, or the raw AMQP client), `downstream` the plain node:http echo.',
     '',
+    renderCpuTable(reports),
+    '',
+    '## Ratios and targets',
+    '',
+    renderRatios(ratios),
+    '',
+    ...(warning ? [warning, ''] : []),
     '## What limits it',
     '',
     limits.trim(),

@@ -1,3 +1,5 @@
+import { CPU_ROLES, type CpuPerOp } from './cpu.ts';
+
 /** One timed run of one scenario. */
 export interface RunResult {
   /** Successful operations per second over the measured time. */
@@ -10,6 +12,8 @@ export interface RunResult {
   /** Failed operations: transport errors, timeouts, unexpected statuses, nacks. */
   errors: number;
   durationS: number;
+  /** CPU µs per successful operation per process role over the run (from /proc/<pid>/stat). */
+  cpu?: CpuPerOp;
 }
 
 /** Several runs of one scenario folded into the figures the report shows. */
@@ -22,6 +26,8 @@ export interface Summary {
   p50Ms: number | undefined;
   p99Ms: number | undefined;
   errors: number;
+  /** Median over runs of each role's CPU µs per operation (roles measured in every run); absent when none was. */
+  cpu?: CpuPerOp;
 }
 
 /** Median of a non-empty list (mean of the middle two for an even count). */
@@ -87,6 +93,7 @@ export function summarize(runs: readonly RunResult[]): Summary {
   const { min, max } = minMax(tp);
   const p50s = runs.map((r) => r.p50Ms).filter((v): v is number => v !== undefined);
   const p99s = runs.map((r) => r.p99Ms).filter((v): v is number => v !== undefined);
+  const cpu = medianCpu(runs);
   return {
     runs: runs.length,
     throughputMedianPerS: median(tp),
@@ -95,7 +102,18 @@ export function summarize(runs: readonly RunResult[]): Summary {
     p50Ms: p50s.length ? median(p50s) : undefined,
     p99Ms: p99s.length ? median(p99s) : undefined,
     errors: runs.reduce((n, r) => n + r.errors, 0),
+    ...(Object.keys(cpu).length ? { cpu } : {}),
   };
+}
+
+/** Per role, the median of the runs' CPU per operation; a role missing from any run is left out. */
+export function medianCpu(runs: readonly RunResult[]): CpuPerOp {
+  const out: CpuPerOp = {};
+  for (const role of CPU_ROLES) {
+    const values = runs.map((r) => r.cpu?.[role]);
+    if (values.length && values.every((v) => v !== undefined)) out[role] = median(values as number[]);
+  }
+  return out;
 }
 
 /** `value / base`, or undefined when either is missing or the base is not positive. */

@@ -1,7 +1,10 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { cpuSeconds, listeningInodes, parseProcStat, pidListeningOn } from '../../bench/lib/cpu.ts';
 import { topSelfTime, type CpuProfile } from '../../bench/lib/cpu-profile.ts';
-import { computeRatios, niceCeil, renderLatencySvg, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
-import { closedLoop, growthBetween, median, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
+import { computeRatios, headroomWarning, niceCeil, renderCpuTable, renderLatencySvg, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
+import { closedLoop, growthBetween, median, medianCpu, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
 
 const run = (throughputPerS: number, p50Ms?: number, p99Ms?: number, errors = 0): RunResult => ({ throughputPerS, p50Ms, p99Ms, errors, count: throughputPerS * 10, durationS: 10 });
 const ok = (name: string, runs: RunResult[], kind: 'baseline' | 'scenario' = 'scenario'): ScenarioReport => ({ name, title: `${name} title`, kind, status: 'ok', summary: summarize(runs) });
@@ -175,5 +178,70 @@ describe('closed-loop load', () => {
     expect(r.p50Ms).toBe(5);
     expect(r.durationS).toBeGreaterThanOrEqual(0.2);
     expect(r.throughputPerS).toBeCloseTo(r.count / r.durationS, 6);
+  });
+});
+
+describe('bench CPU per process', () => {
+  it('reads utime and stime from /proc/<pid>/stat, also when the command name holds spaces and parentheses', () => {
+    const line = '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 517 83 0 0 20 0 11 0 1000 123456 789 18446744073709551615';
+    expect(parseProcStat(line)).toEqual({ utimeTicks: 517, stimeTicks: 83 });
+    expect(() => parseProcStat('garbage')).toThrow();
+    expect(() => parseProcStat('1 (x) S 1')).toThrow();
+  });
+
+  it('reads this process from /proc and sees its CPU time grow', () => {
+    const before = cpuSeconds(process.pid)!;
+    const until = Date.now() + 60;
+    while (Date.now() < until) Math.sqrt(Math.random());
+    expect(cpuSeconds(process.pid)!).toBeGreaterThan(before);
+    expect(cpuSeconds(2 ** 30)).toBeUndefined();
+  });
+
+  it('finds the inodes of sockets listening on a port in /proc/net/tcp', () => {
+    const text = [
+      '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      '   0: 0100007F:1628 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 31337 1 0000000000000000 100 0 0 10 0',
+      '   1: 0100007F:1628 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   999        0 31338 1 0000000000000000 20 4 30 10 -1',
+      '   2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0',
+    ].join('\n');
+    expect(listeningInodes(text, 5672)).toEqual(['31337']);
+    expect(listeningInodes(text, 8080)).toEqual(['4242']);
+    expect(listeningInodes(text, 1)).toEqual([]);
+  });
+
+  it('finds the pid listening on a port (a server of this process)', async () => {
+    const srv = createServer();
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    try {
+      expect(pidListeningOn((srv.address() as AddressInfo).port)).toBe(process.pid);
+    } finally {
+      srv.close();
+    }
+  });
+
+  it('takes the median CPU per role over runs and tables it with a total', () => {
+    const runs: RunResult[] = [
+      { ...run(100), cpu: { front: 100, worker: 80, broker: 120 } },
+      { ...run(100), cpu: { front: 120, worker: 90, broker: 100 } },
+      { ...run(100), cpu: { front: 110, worker: 70 } },
+    ];
+    expect(medianCpu(runs)).toEqual({ front: 110, worker: 80 });
+    const table = renderCpuTable([{ name: 'sync', title: 't', kind: 'scenario', status: 'ok', summary: summarize(runs) }, ok('none', [run(1)])]);
+    expect(table.split('\n')).toEqual([
+      '| scenario | front | worker | broker | load generator | downstream | total |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+      '| sync | 110 | 80 | — | — | — | 190 |',
+    ]);
+  });
+
+  it('states that the downstream is the bottleneck when direct HTTP is under 8x sync', () => {
+    const base = [ok('express-pipeline', [run(4000, 10, 40)], 'baseline')];
+    const flat = computeRatios([...base, ok('direct', [run(20_000, 1, 3)], 'baseline'), ok('sync', [run(4000, 10, 44)])]);
+    expect(flat.find((r) => r.label === 'sync throughput vs minimal Express pipeline')).toMatchObject({ value: 1, met: true });
+    expect(flat.find((r) => r.label === 'sync p99 vs minimal Express pipeline p99')!.value).toBeCloseTo(1.1);
+    expect(headroomWarning(flat)).toMatch(/downstream is the bottleneck.*5\.0x/);
+    const roomy = computeRatios([...base, ok('direct', [run(40_000, 1, 3)], 'baseline'), ok('sync', [run(4000, 10, 60)])]);
+    expect(headroomWarning(roomy)).toBeUndefined();
+    expect(roomy.find((r) => r.label === 'sync p99 vs minimal Express pipeline p99')!.met).toBe(false);
   });
 });

@@ -1,0 +1,49 @@
+// Baseline "minimal Express pipeline", front side (its own process, like the enqueuer): what a team
+// would write in an afternoon instead of adopting the gateway. Express 5 with `express.raw`, one
+// amqplib connection (`noDelay`) and one channel without confirms, one shared direct reply-to
+// consumer and a correlation map; the request is published to the worker's queue and the reply's
+// status and body are sent back. The worker is raw-rpc-consumer.ts with prefetch 64.
+// Env: RABBITMQ_URL, QUEUE, PORT, REPLY_TIMEOUT_MS.
+import { connect, type ConsumeMessage } from 'amqplib';
+import express, { type Response } from 'express';
+
+const url = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const queue = process.env.QUEUE ?? 'bench.raw.xrpc';
+const port = Number(process.env.PORT ?? 8090);
+const timeoutMs = Number(process.env.REPLY_TIMEOUT_MS ?? 30_000);
+const REPLY_TO = 'amq.rabbitmq.reply-to';
+
+const connection = await connect(url, { noDelay: true });
+const channel = await connection.createChannel();
+const pending = new Map<string, { res: Response; timer: NodeJS.Timeout }>();
+await channel.consume(REPLY_TO, (msg: ConsumeMessage | null) => {
+  if (!msg) return;
+  const id = msg.properties.correlationId as string;
+  const entry = pending.get(id);
+  if (!entry) return;
+  pending.delete(id);
+  clearTimeout(entry.timer);
+  const status = Number((msg.properties.headers as Record<string, unknown> | undefined)?.status) || 502;
+  entry.res.status(status).set('content-type', (msg.properties.contentType as string | undefined) ?? 'application/json').end(msg.content);
+}, { noAck: true });
+
+let seq = 0;
+const app = express();
+app.post('/v1/services/echo/echo', express.raw({ type: () => true, limit: '1mb' }), (req, res) => {
+  const id = String(++seq);
+  const timer = setTimeout(() => {
+    pending.delete(id);
+    res.status(504).json({ error: 'timeout' });
+  }, timeoutMs);
+  pending.set(id, { res, timer });
+  channel.publish('', queue, req.body as Buffer, { correlationId: id, replyTo: REPLY_TO, contentType: req.get('content-type') ?? 'application/octet-stream' });
+});
+const server = app.listen(port, '127.0.0.1', () => process.stdout.write(`{"ready":true,"port":${port}}\n`));
+
+const stop = (): void => {
+  server.close();
+  server.closeAllConnections();
+  void connection.close().catch(() => undefined).finally(() => process.exit(0));
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
