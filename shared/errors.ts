@@ -5,7 +5,6 @@
  */
 export const ERRORS = {
   GW_ERR_BAD_REQUEST: { status: 400, title: 'Bad request' },
-  GW_ERR_PREFER_INVALID: { status: 400, title: 'Invalid Prefer header' },
   GW_ERR_PATH_INVALID: { status: 400, title: 'Invalid forwarded path' },
   GW_ERR_DELAY_INVALID: { status: 400, title: 'Invalid or too long job delay' },
   GW_ERR_UNAUTHORIZED: { status: 401, title: 'Missing or invalid credentials' },
@@ -15,9 +14,11 @@ export const ERRORS = {
   GW_ERR_JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
   GW_ERR_DLQ_ENTRY_NOT_FOUND: { status: 404, title: 'Dead-letter entry not found' },
   GW_ERR_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  GW_ERR_REQUEST_TIMEOUT: { status: 408, title: 'Request not received in time' },
   GW_ERR_BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   GW_ERR_URI_TOO_LONG: { status: 414, title: 'Request URI too long' },
   GW_ERR_UNSUPPORTED_ENCODING: { status: 415, title: 'Unsupported content encoding' },
+  GW_ERR_CONTENT_TYPE_INVALID: { status: 415, title: 'Content-Type malformed or longer than 255 bytes' },
   GW_ERR_EXPECTATION_FAILED: { status: 417, title: 'Expectation not supported' },
   GW_ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   GW_ERR_IDEMPOTENCY_KEY_IN_USE: { status: 409, title: 'A request with this Idempotency-Key is still being processed' },

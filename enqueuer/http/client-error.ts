@@ -24,10 +24,8 @@ export function onClientError(err: Error & { code?: string }, socket: Duplex): v
     return;
   }
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  const { problem } = toProblem(timeout ? new GatewayError('GW_ERR_BAD_REQUEST', 'request not received in time') : new GatewayError(codeFor(err), parserDetail(err)));
-  const status = timeout ? 408 : problem.status;
-  if (timeout) problem.status = 408;
-  endWithProblem(socket, status, JSON.stringify(problem));
+  const { problem } = toProblem(timeout ? new GatewayError('GW_ERR_REQUEST_TIMEOUT') : new GatewayError(codeFor(err), parserDetail(err)));
+  endWithProblem(socket, problem.status, JSON.stringify(problem));
 }
 
 /** `server.on('connect')`: the gateway is no proxy; CONNECT gets a 405 problem instead of a silent close. */

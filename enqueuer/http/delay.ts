@@ -6,8 +6,37 @@ export const DELAY_HEADER = 'gw-delay-ms';
 /** Request header: run the job no earlier than this instant (RFC 3339 with a zone, or an HTTP-date). */
 export const NOT_BEFORE_HEADER = 'gw-not-before';
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-const HTTP_DATE = /^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/;
+const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/**
+ * True when the calendar fields name a real instant: `Date.parse` rolls `2030-02-30` over to
+ * March 2, so the fields are checked against the date they produce. Leap seconds (`:60`) are refused.
+ */
+function realDate(year: number, month: number, day: number, hour: number, minute: number, second: number): boolean {
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return false;
+  const d = new Date(Date.UTC(year, month - 1, day));
+  return d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day;
+}
+
+/** The instant of a `Gw-Not-Before` value, or NaN when it is malformed or impossible. */
+function parseNotBefore(value: string): number {
+  const r = RFC3339.exec(value);
+  if (r) {
+    const [, y, mo, d, h, mi, s, , , zh, zm] = r;
+    if (!realDate(Number(y), Number(mo), Number(d), Number(h), Number(mi), Number(s))) return NaN;
+    if (zh !== undefined && (Number(zh) > 23 || Number(zm) > 59)) return NaN;
+    return Date.parse(value);
+  }
+  const h = HTTP_DATE.exec(value);
+  if (h) {
+    const [, , d, mon, y, hh, mi, s] = h;
+    if (!realDate(Number(y), MONTHS.indexOf(mon!) + 1, Number(d), Number(hh), Number(mi), Number(s))) return NaN;
+    return Date.parse(value);
+  }
+  return NaN;
+}
 
 /**
  * The delay an async job asks for, in ms from `nowMs`, or undefined when it asks for none.
@@ -29,8 +58,8 @@ export function parseDelay(headers: IncomingHttpHeaders, nowMs: number, maxDelay
     if (!RFC3339.test(notBefore) && !HTTP_DATE.test(notBefore)) {
       throw new GatewayError('GW_ERR_DELAY_INVALID', `${NOT_BEFORE_HEADER} must be an RFC 3339 date-time with a zone or an HTTP-date`);
     }
-    const at = Date.parse(notBefore);
-    if (Number.isNaN(at)) throw new GatewayError('GW_ERR_DELAY_INVALID', `${NOT_BEFORE_HEADER} is not a valid date`);
+    const at = parseNotBefore(notBefore);
+    if (Number.isNaN(at)) throw new GatewayError('GW_ERR_DELAY_INVALID', `${NOT_BEFORE_HEADER} is not a real date (day, hour or zone out of range)`);
     delayMs = Math.max(0, at - nowMs);
   } else {
     return undefined;
