@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import express, { type Express, type Request, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -24,6 +25,15 @@ export interface AppDeps extends ServicesRouteDeps {
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
+/**
+ * Status label with bounded cardinality: a registered HTTP status (node:http's STATUS_CODES, ~60)
+ * as itself, anything else a downstream made up as its class (`2xx` … `5xx`).
+ */
+export function statusLabel(status: number): string {
+  if (Object.hasOwn(STATUS_CODES, status)) return String(status);
+  return status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : 'other';
+}
+
 /** Route label with bounded cardinality: the matched route template, never the raw path. */
 function routeLabel(req: Request): string {
   const path = (req.route as { path?: string } | undefined)?.path;
@@ -38,10 +48,11 @@ function httpMetrics(metrics: EnqueuerMetrics): RequestHandler {
     res.once('finish', () => {
       const route = routeLabel(req);
       const method = KNOWN_METHODS.has(req.method) ? req.method : 'OTHER';
-      const key = `${route} ${method} ${res.statusCode}`;
+      const status = statusLabel(res.statusCode);
+      const key = `${route} ${method} ${status}`;
       let child = children.get(key);
       if (!child) {
-        const labels = { route, method, status: String(res.statusCode) };
+        const labels = { route, method, status };
         child = { count: metrics.httpRequests.labels(labels), duration: metrics.httpDuration.labels(labels) };
         children.set(key, child);
       }

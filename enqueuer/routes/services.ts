@@ -14,7 +14,7 @@ import { answerJob, responseHeaders, sendAccepted } from '../jobs/job-answer.ts'
 import type { JobRecord } from '../jobs/job-record.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
-import { forwardedTarget, pickHeaders, validTraceparent } from '../http/forward.ts';
+import { assertAmqpContentType, forwardedTarget, pickHeaders, validTraceparent, validTracestate } from '../http/forward.ts';
 import { parseDelay } from '../http/delay.ts';
 import { parsePrefer } from '../http/prefer.ts';
 import { delayTarget, maxDelayMs } from '../../shared/topology/delay.ts';
@@ -78,7 +78,8 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
   router.all('/v1/services/:service{/*path}', async (req, res) => {
     const service = req.params.service!;
     deps.guard.authorizeService(req.principal, service);
-    const svc = config.services[service];
+    // Own properties only: `constructor`, `__proto__` or `toString` are not services.
+    const svc = Object.hasOwn(config.services, service) ? config.services[service] : undefined;
     if (!svc) throw new GatewayError('GW_ERR_SERVICE_UNKNOWN', `no service named ${JSON.stringify(service.slice(0, 64))}`);
     if (!METHODS.has(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED');
     const { path, query } = forwardedTarget(req.originalUrl, `/v1/services/${service}`);
@@ -87,6 +88,9 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const delayMs = parseDelay(req.headers, Date.now(), maxDelay);
     if (delayMs !== undefined && mode === 'sync') throw new GatewayError('GW_ERR_DELAY_INVALID', 'a delay applies to async jobs only (send Prefer: respond-async)');
     const idemKey = parseIdempotencyKey(req.headers['idempotency-key']);
+    // Everything that becomes part of the AMQP message is validated before the key is claimed.
+    const forwarded = pickHeaders(req.headers, svc.forwardRequestHeaders);
+    assertAmqpContentType(forwarded['content-type']);
     const waitMs = prefer.waitS === undefined ? (mode === 'sync' ? config.defaultWaitMs : undefined) : Math.min(prefer.waitS * 1000, config.maxWaitMs);
     const tenant = deps.tenantOf(req);
     deps.assertAccepting();
@@ -101,35 +105,39 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const fingerprint = idemKey === undefined ? '' : requestFingerprint({ mode, method: req.method, service, path, query, body });
     if (idemKey !== undefined && !(await claimOrReplay(res, service, tenant, idemKey, fingerprint, waitMs, svc))) return;
 
-    const now = Date.now();
-    const env: RequestEnvelope = {
-      jobId: randomUUID(),
-      requestId: req.id,
-      service,
-      mode,
-      method: req.method,
-      path,
-      query,
-      headers: pickHeaders(req.headers, svc.forwardRequestHeaders),
-      tenant,
-      attempt: 1,
-      enqueuedAt: now,
-      body,
-    };
-    if (mode === 'sync') env.deadline = now + waitMs!;
-    const clientTraceparent = validTraceparent(req.headers.traceparent);
-    if (clientTraceparent && typeof req.headers.tracestate === 'string') env.tracestate = req.headers.tracestate.slice(0, 512);
-    const span = spans.get(service)!;
-    const hop = startHop(span.name, SpanKind.PRODUCER, clientTraceparent, span.attributes);
-    env.traceparent = hop.traceparent;
-    res.locals.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, traceId: hop.traceId } satisfies JobLogFields;
-    res.setHeader('x-gw-job-id', env.jobId);
+    // From the claim on, one try: any failure before an answer was sent releases the key, so a
+    // corrected retry runs at once instead of waiting for the claim and getting 409.
+    let hop: ReturnType<typeof startHop> | undefined;
     try {
+      const now = Date.now();
+      const env: RequestEnvelope = {
+        jobId: randomUUID(),
+        requestId: req.id,
+        service,
+        mode,
+        method: req.method,
+        path,
+        query,
+        headers: forwarded,
+        tenant,
+        attempt: 1,
+        enqueuedAt: now,
+        body,
+      };
+      if (mode === 'sync') env.deadline = now + waitMs!;
+      const clientTraceparent = validTraceparent(req.headers.traceparent);
+      const tracestate = clientTraceparent ? validTracestate(req.headers.tracestate) : undefined;
+      if (tracestate !== undefined) env.tracestate = tracestate;
+      const span = spans.get(service)!;
+      hop = startHop(span.name, SpanKind.PRODUCER, clientTraceparent, span.attributes);
+      env.traceparent = hop.traceparent;
+      res.locals.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service, traceId: hop.traceId } satisfies JobLogFields;
+      res.setHeader('x-gw-job-id', env.jobId);
       if (mode === 'async') await acceptJob(res, env, waitMs, svc, idemKey, fingerprint, delayMs ?? 0);
       else await callSync(res, env, waitMs!, svc, idemKey, fingerprint);
       endHop(hop);
     } catch (err) {
-      endHop(hop, (err as GatewayError).code ?? 'error');
+      if (hop) endHop(hop, (err as GatewayError).code ?? 'error');
       if (idemKey !== undefined && !res.headersSent) {
         await idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
       }

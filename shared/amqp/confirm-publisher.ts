@@ -85,8 +85,9 @@ export class ConfirmPublisher {
           else this.#settle(id, 'confirmed');
         });
       } catch (err) {
-        // amqplib throws synchronously on a closed channel or an oversized header table.
-        this.#settle(id, 'closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', (err as Error).message, { retryAfterS: 1, cause: err }));
+        // amqplib throws synchronously on a closed channel or a value it cannot encode; its message
+        // stays in `cause` (logged), never in the client-facing detail.
+        this.#settle(id, 'closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the message could not be handed to the broker', { retryAfterS: 1, cause: err }));
       }
     });
   }
