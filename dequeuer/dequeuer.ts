@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
+import { GatewayError } from '../shared/errors.ts';
+import { writeProblem } from '../shared/http-problem.ts';
 import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
 import { breakerEventRoutingKey, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
@@ -251,14 +253,12 @@ export class Dequeuer implements Lifecycle {
         res.setHeader('content-type', this.registry.contentType);
         res.end(await this.registry.metrics());
       } else {
-        res.statusCode = 404;
-        res.setHeader('content-type', 'application/problem+json');
-        res.end(JSON.stringify({ type: 'about:blank', title: 'Not found', status: 404 }));
+        writeProblem(res, new GatewayError('GW_ERR_NOT_FOUND', 'no such route'));
       }
     } catch (err) {
       this.#logger.error({ err }, 'health endpoint failed');
-      res.statusCode = 500;
-      res.end();
+      if (res.headersSent) res.destroy();
+      else writeProblem(res, err);
     }
   }
 

@@ -1,7 +1,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { decodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../shared/envelope.ts';
-import type { ErrorCode } from '../shared/errors.ts';
+import { FAILURE_CODE } from '../shared/errors.ts';
 import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
 import { DownstreamError, type Downstream, type DownstreamFailure } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
@@ -18,14 +18,6 @@ export interface RpcHandlerDeps {
   /** The rpc queue's name (span names). */
   queue: string;
 }
-
-const FAILURE_CODE: Record<DownstreamFailure, ErrorCode> = {
-  timeout: 'GW_ERR_DOWNSTREAM_TIMEOUT',
-  network: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
-  breaker_open: 'GW_ERR_BREAKER_OPEN',
-  server_error: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
-  bad_response: 'GW_ERR_DOWNSTREAM_BAD_RESPONSE',
-};
 
 /** Outcome label of a downstream call for metrics. */
 export function outcomeLabel(status: number | undefined, failure?: DownstreamFailure): string {

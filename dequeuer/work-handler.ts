@@ -4,6 +4,7 @@ import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
 import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent, eventIdSource } from '../shared/events.ts';
 import { fullJitterDelayMs } from '../shared/backoff.ts';
+import { FAILURE_CODE } from '../shared/errors.ts';
 import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
 import type { Topology } from '../shared/topology/topology.ts';
 import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
@@ -142,7 +143,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       const traceId = traceIdOf(env.traceparent);
       if (traceId) ids.traceId = traceId;
       logger.warn(ids, 'attempts spent through redeliveries (worker crashed while holding it): dead-lettering');
-      emit(env, ids, { state: 'dead', attempt, error: { code: 'redelivered', message: 'the worker stopped while processing this job too often' } });
+      emit(env, ids, { state: 'dead', attempt, error: { code: FAILURE_CODE.redelivered, message: 'the worker stopped while processing this job too often' } });
       metrics.deadLetters.inc({ service, reason: 'exhausted' });
       metrics.dead.inc({ service });
       return 'reject';
@@ -180,7 +181,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       if (de.kind === 'breaker_open') return giveBack(env, ids, attempt);
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
-      error = { code: de.kind, message: de.message, ...(response ? { status: response.status } : {}) };
+      error = { code: FAILURE_CODE[de.kind], message: de.message, ...(response ? { status: response.status } : {}) };
       metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(response?.status, response ? undefined : de.kind) });
     } finally {
       inflight.dec();
@@ -190,7 +191,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     const decision = decide(outcome, attempt, policy);
     const result = response ? toJobResult(response, deps.maxResultBytes) : undefined;
     if (!error && outcome.kind === 'response' && decision.action !== 'succeed') {
-      error = { code: 'http_status', message: `downstream answered ${outcome.status}`, status: outcome.status };
+      error = { code: FAILURE_CODE.http_status, message: `downstream answered ${outcome.status}`, status: outcome.status };
     }
     switch (decision.action) {
       case 'succeed':

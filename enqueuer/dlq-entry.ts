@@ -1,5 +1,6 @@
 import type { Message, Options } from 'amqplib';
 import { HEADER } from '../shared/envelope.ts';
+import { FAILURE_CODE } from '../shared/errors.ts';
 import type { JobEvent } from '../shared/events.ts';
 
 /** Header a rotation stamps on the copies it puts back, so it can tell when it has come full circle. */
@@ -145,7 +146,7 @@ export function deliveryLimitDeath(msg: Pick<Message, 'content' | 'properties'>,
     ...(requestId ? { requestId } : {}),
     ...(traceparent ? { traceparent } : {}),
     error: {
-      code: 'delivery_limit',
+      code: FAILURE_CODE.delivery_limit,
       message: `the worker stopped while holding this job on ${deliveryLimit + 1} deliveries in a row; the broker dead-lettered it by the work queue's delivery limit`,
     },
   };

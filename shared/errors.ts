@@ -28,6 +28,8 @@ export const ERRORS = {
   GW_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   GW_ERR_DOWNSTREAM_UNAVAILABLE: { status: 502, title: 'Downstream service unreachable' },
   GW_ERR_DOWNSTREAM_BAD_RESPONSE: { status: 502, title: 'Downstream service sent an invalid response' },
+  GW_ERR_DOWNSTREAM_STATUS: { status: 502, title: 'Downstream service answered with a failure status' },
+  GW_ERR_DELIVERY_LIMIT: { status: 502, title: 'Job dead-lettered: its worker stopped while processing it too often' },
   GW_ERR_BREAKER_OPEN: { status: 503, title: 'Downstream circuit open' },
   GW_ERR_QUEUE_FULL: { status: 503, title: 'Queue full' },
   GW_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message broker unavailable' },
@@ -44,6 +46,36 @@ export const ERRORS = {
 
 /** A registered error code. */
 export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * How a job or request failed on the way to the downstream (the dequeuer's view: a call outcome, or
+ * a crash loop the broker or the dequeuer ended).
+ */
+export type FailureKind = 'timeout' | 'network' | 'breaker_open' | 'server_error' | 'bad_response' | 'http_status' | 'redelivered' | 'delivery_limit';
+
+/**
+ * The one map from a failure kind to its registry code, for sync replies (rpc-handler), job events
+ * (work-handler, delivery-limit deaths) and the job views alike.
+ */
+export const FAILURE_CODE: Readonly<Record<FailureKind, ErrorCode>> = {
+  timeout: 'GW_ERR_DOWNSTREAM_TIMEOUT',
+  network: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
+  breaker_open: 'GW_ERR_BREAKER_OPEN',
+  server_error: 'GW_ERR_DOWNSTREAM_STATUS',
+  bad_response: 'GW_ERR_DOWNSTREAM_BAD_RESPONSE',
+  http_status: 'GW_ERR_DOWNSTREAM_STATUS',
+  redelivered: 'GW_ERR_DELIVERY_LIMIT',
+  delivery_limit: 'GW_ERR_DELIVERY_LIMIT',
+};
+
+/**
+ * The registry code of a recorded job error: a registry code stays as it is; a failure kind (what
+ * events and stored jobs written before the map carried) goes through {@link FAILURE_CODE}.
+ */
+export function failureCode(code: string): ErrorCode {
+  if (isErrorCode(code)) return code;
+  return Object.hasOwn(FAILURE_CODE, code) ? FAILURE_CODE[code as FailureKind] : 'GW_ERR_INTERNAL';
+}
 
 /** Base URI of the problem `type`s; each code has a stable `${PROBLEM_TYPE_BASE}<slug>`. */
 export const PROBLEM_TYPE_BASE = 'https://gateway.example/problems/';
@@ -111,4 +143,29 @@ export function toProblem(err: unknown, requestId?: string): { problem: ProblemD
     ...(requestId ? { requestId } : {}),
   };
   return ge.retryAfterS === undefined ? { problem } : { problem, retryAfterS: ge.retryAfterS };
+}
+
+/** A problem answer ready to write: status, headers and the JSON body. */
+export interface ProblemResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  problem: ProblemDetails;
+}
+
+/**
+ * The one function every problem answer of both services comes from (Express handler, raw-socket
+ * answers before Express, the dequeuer's health server): status and problem body from the registry,
+ * `Retry-After` for retryable errors, `WWW-Authenticate` on 401, `Connection: close` where the
+ * request could not be (or was not) read to its end.
+ */
+export function problemResponse(err: unknown, options: { requestId?: string | undefined; close?: boolean } = {}): ProblemResponse {
+  const { problem, retryAfterS } = toProblem(err, options.requestId);
+  const body = JSON.stringify(problem);
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json', 'content-length': String(Buffer.byteLength(body)) };
+  if (retryAfterS !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfterS)));
+  if (problem.status === 401) headers['www-authenticate'] = 'Bearer realm="gateway"';
+  // A body we stopped reading must not be parsed as the next request on this connection.
+  if (options.close || problem.status === 413 || problem.status === 408) headers.connection = 'close';
+  return { status: problem.status, headers, body, problem };
 }

@@ -20,7 +20,7 @@ export interface JobResult {
 }
 
 export interface JobError {
-  /** Gateway error code or failure kind (`timeout`, `network`, `server_error` …). */
+  /** Registry code (`FAILURE_CODE` of shared/errors.ts); events and jobs recorded before carried the kind itself (`timeout`, `http_status` …). */
   code: string;
   message: string;
   /** Downstream status, when the failure was an HTTP answer. */

@@ -1,47 +1,39 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { RequestHandler } from 'express';
-import { GatewayError, toProblem, type ErrorCode } from '../../shared/errors.ts';
+import { GatewayError, type ErrorCode } from '../../shared/errors.ts';
+import { writeProblem, writeProblemToSocket } from '../../shared/http-problem.ts';
 
 /** Node's parser error codes → our registry (everything else the parser rejects is a 400). */
 function codeFor(err: { code?: string }): ErrorCode {
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'GW_ERR_HEADERS_TOO_LARGE';
   if (err.code === 'HPE_URI_TOO_LONG') return 'GW_ERR_URI_TOO_LONG';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'GW_ERR_REQUEST_TIMEOUT';
   return 'GW_ERR_BAD_REQUEST';
 }
-
-const REASON: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 414: 'URI Too Long', 431: 'Request Header Fields Too Large' };
 
 /**
  * `server.on('clientError')`: requests Node's HTTP parser refuses (oversized head, CR/LF or NUL in
  * the request line or headers, obs-fold, malformed chunking, header timeout) never reach Express;
- * answer them with the same problem+json as everything else, then close the connection (the parser
- * state is broken, so nothing more can be read from it).
+ * answer them with the same problem+json as everything else (the one writer of shared/errors.ts),
+ * then close the connection (the parser state is broken, so nothing more can be read from it).
  */
 export function onClientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  const { problem } = toProblem(timeout ? new GatewayError('GW_ERR_REQUEST_TIMEOUT') : new GatewayError(codeFor(err), parserDetail(err)));
-  endWithProblem(socket, problem.status, JSON.stringify(problem));
+  writeProblemToSocket(socket, new GatewayError(codeFor(err), parserDetail(err)));
 }
 
 /** `server.on('connect')`: the gateway is no proxy; CONNECT gets a 405 problem instead of a silent close. */
 export function onConnectMethod(_req: IncomingMessage, socket: Duplex): void {
   socket.on('error', () => socket.destroy());
-  endWithProblem(socket, 405, JSON.stringify(toProblem(new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported')).problem));
-}
-
-function endWithProblem(socket: Duplex, status: number, body: string): void {
-  socket.end(
-    `HTTP/1.1 ${status} ${REASON[status] ?? 'Bad Request'}\r\ncontent-type: application/problem+json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
+  writeProblemToSocket(socket, new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported'));
 }
 
 function parserDetail(err: { code?: string }): string {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request not received in time';
   return err.code === 'HPE_HEADER_OVERFLOW' ? 'request head too large' : `malformed HTTP request (${err.code ?? 'parse error'})`;
 }
 
@@ -50,8 +42,7 @@ function parserDetail(err: { code?: string }): string {
  * answer would be a bare 417).
  */
 export function onCheckExpectation(_req: IncomingMessage, res: ServerResponse): void {
-  const body = JSON.stringify(toProblem(new GatewayError('GW_ERR_EXPECTATION_FAILED')).problem);
-  res.writeHead(417, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  writeProblem(res, new GatewayError('GW_ERR_EXPECTATION_FAILED'), { close: true });
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { GatewayError, isGatewayError, toProblem } from '../../shared/errors.ts';
+import { GatewayError, isGatewayError } from '../../shared/errors.ts';
+import { writeProblem } from '../../shared/http-problem.ts';
 
 /** Errors from Express/body-parser/Node that carry an HTTP meaning of their own. */
 function fromFrameworkError(err: unknown): GatewayError | undefined {
@@ -14,18 +15,10 @@ function fromFrameworkError(err: unknown): GatewayError | undefined {
   return undefined;
 }
 
-/** Writes one problem response; the only place an error becomes HTTP. */
+/** Writes one problem response through the one writer (shared/errors.ts `problemResponse`). */
 export function sendProblem(res: Response, err: unknown): void {
   const ge = isGatewayError(err) ? err : fromFrameworkError(err) ?? err;
-  const requestId = res.getHeader('x-request-id') as string | undefined;
-  const { problem, retryAfterS } = toProblem(ge, requestId);
-  res.status(problem.status);
-  res.setHeader('content-type', 'application/problem+json');
-  if (retryAfterS !== undefined) res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterS))));
-  if (problem.status === 401) res.setHeader('www-authenticate', 'Bearer realm="gateway"');
-  // A body we stopped reading must not be parsed as the next request on this connection.
-  if (problem.status === 413) res.setHeader('connection', 'close');
-  res.end(JSON.stringify(problem));
+  writeProblem(res, ge, { requestId: res.getHeader('x-request-id') as string | undefined });
 }
 
 /** The single error middleware: typed errors map through the registry, anything else is an opaque 500. */

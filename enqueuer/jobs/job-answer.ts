@@ -1,10 +1,11 @@
 import { validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Response } from 'express';
 import type { ServiceConfig } from '../../shared/config/services.ts';
-import { GatewayError } from '../../shared/errors.ts';
+import { failureCode, GatewayError } from '../../shared/errors.ts';
 import { TERMINAL_STATES, type JobError, type JobEvent, type JobResult, type JobState } from '../../shared/events.ts';
 import type { JobEventHub } from '../events/job-event-hub.ts';
-import { jobView, type JobRecord } from './job-record.ts';
+import { sendAccepted } from '../http/views.ts';
+import type { JobRecord } from './job-record.ts';
 import type { JobStore } from './job-store.ts';
 
 /** The allow-listed, valid response headers of a downstream answer; an invalid one is a 502. */
@@ -23,21 +24,14 @@ export function responseHeaders(headers: Record<string, string>, svc: Readonly<S
   return out;
 }
 
-/** `202 Accepted` for a job: `Location`, and the job's current view as the body. */
-export function sendAccepted(res: Response, record: JobRecord): void {
-  res.status(202);
-  res.setHeader('location', `/v1/jobs/${record.id}`);
-  res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ jobId: record.id, ...jobView(record) }));
-}
-
 /**
  * The finished job's downstream answer (status, allow-listed headers, body) as if it had been a
  * sync call; a job that ended without an answer (timeouts, network) becomes the matching problem.
  */
 export function sendJobResult(res: Response, job: { id: string; state: JobState; result?: JobResult; error?: JobError }, svc: Readonly<ServiceConfig>): void {
   if (!job.result) {
-    const code = job.error?.code === 'timeout' ? 'GW_ERR_DOWNSTREAM_TIMEOUT' : 'GW_ERR_DOWNSTREAM_UNAVAILABLE';
+    // The job's own error code (one failure kind → code map, shared with the sync path).
+    const code = job.error ? failureCode(job.error.code) : 'GW_ERR_DOWNSTREAM_UNAVAILABLE';
     throw new GatewayError(code, `job ${job.state}: ${job.error?.message ?? 'no answer'}`, { extra: { jobId: job.id, state: job.state } });
   }
   const headers = responseHeaders(job.result.headers, svc);

@@ -84,10 +84,12 @@ export function applyPatch(current: JobRecord | undefined, patch: JobPatch): Job
   return next;
 }
 
-/** The public view of a job (no internal ordering fields). */
-export function jobView(r: JobRecord): Record<string, unknown> {
-  const { rank: _rank, terminal: _terminal, tenant: _tenant, ...view } = r;
-  return { ...view, location: `/v1/jobs/${r.id}` };
+/**
+ * The record of a job the broker just confirmed, before any event reached the store: the first
+ * transition (`queued`, attempt 1), ranked like that event would be.
+ */
+export function queuedRecord(job: { id: string; tenant: string; service: string; createdAt: number; updatedAt: number; requestId?: string }): JobRecord {
+  return { ...job, state: 'queued', attempt: 1, rank: rankOf('queued', 1), terminal: false };
 }
 
 /**

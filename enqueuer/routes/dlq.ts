@@ -5,6 +5,7 @@ import { GatewayError } from '../../shared/errors.ts';
 import type { JobEvent } from '../../shared/events.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { DeadLetters } from '../dlq.ts';
+import { deadLetterView, sendPage } from '../http/views.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 
 export interface DlqRouteDeps {
@@ -66,7 +67,11 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     const offset = decodeCursor(req.query.cursor);
     const limit = parseLimit(req.query.limit);
     const page = await deadLetters.browse(service, deps.tenantOf(req), { offset, limit });
-    res.json({ service, entries: page.entries, total: page.total, nextCursor: page.nextOffset === undefined ? null : encodeCursor(page.nextOffset) });
+    sendPage(
+      res,
+      { items: page.entries.map(deadLetterView), next: page.nextOffset === undefined ? null : encodeCursor(page.nextOffset), total: page.total },
+      { path: `/v1/dlq/${service}`, query: { limit: String(limit) } },
+    );
   });
 
   router.post('/v1/dlq/:service/replay', express.json({ limit: '256kb', strict: true }), async (req, res) => {

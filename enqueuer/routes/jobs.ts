@@ -5,7 +5,8 @@ import { JOB_STATES, TERMINAL_STATES, type JobEvent, type JobState } from '../..
 import { SERVICE_NAME_PATTERN } from '../../shared/topology/names.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { JobEventHub } from '../events/job-event-hub.ts';
-import { decodeCursor, jobView, rankOf, type ListQuery } from '../jobs/job-record.ts';
+import { decodeCursor, rankOf, type ListQuery } from '../jobs/job-record.ts';
+import { currentStateEvent, jobEventView, jobView, sendPage } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 
 export interface JobsRouteDeps {
@@ -48,12 +49,6 @@ export function parseListQuery(q: Record<string, unknown>, maxLimit: number): Li
   return out;
 }
 
-/** The public form of a transition. */
-function eventView(e: JobEvent): Record<string, unknown> {
-  const { v: _v, kind: _kind, tenant: _tenant, ...view } = e;
-  return view;
-}
-
 /** `GET /v1/jobs/:id`, `GET /v1/jobs`, and the server-sent event streams. */
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = Router();
@@ -63,11 +58,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.get('/v1/jobs', async (req, res) => {
     const query = parseListQuery(req.query as Record<string, unknown>, config.jobsListMaxLimit);
     const page = await jobs.list(deps.tenantOf(req), query);
-    if (page.next) {
-      const params = new URLSearchParams({ ...(query.service ? { service: query.service } : {}), ...(query.state ? { state: query.state } : {}), limit: String(query.limit), cursor: page.next });
-      res.setHeader('link', `</v1/jobs?${params}>; rel="next"`);
-    }
-    res.json({ jobs: page.jobs.map(jobView), ...(page.next ? { next: page.next } : {}) });
+    sendPage(res, { items: page.jobs.map(jobView), next: page.next ?? null }, { path: '/v1/jobs', query: { service: query.service, state: query.state, limit: String(query.limit) } });
   });
 
   router.get('/v1/jobs/:id', async (req, res) => {
@@ -127,12 +118,12 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const write = openStream(req, res, unsubscribe);
     let lastRank = job.rank;
     let done = job.terminal;
-    write(job.state, jobView(job), job.rank);
+    write(job.state, currentStateEvent(job), job.rank);
     send = (e) => {
       const rank = rankOf(e.state, e.attempt);
       if (!e.replay && (done || rank <= lastRank)) return;
       lastRank = rank;
-      write(e.state, eventView(e), rank);
+      write(e.state, jobEventView(e), rank);
       if (TERMINAL_STATES.has(e.state)) {
         done = true;
         res.end();
@@ -152,7 +143,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     if (service !== undefined && (typeof service !== 'string' || !SERVICE_NAME_PATTERN.test(service))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
     let write = (_event: string, _data: unknown): void => {};
     const unsubscribe = hub.onTenant(deps.tenantOf(req), (e) => {
-      if (service === undefined || e.service === service) write(e.state, eventView(e));
+      if (service === undefined || e.service === service) write(e.state, jobEventView(e));
     });
     write = openStream(req, res, unsubscribe);
   });

@@ -10,8 +10,9 @@ import type { EnqueuerConfig } from '../config.ts';
 import type { BreakerBoard } from '../events/breaker-board.ts';
 import type { JobEventHub } from '../events/job-event-hub.ts';
 import { parseIdempotencyKey, requestFingerprint, type IdempotencyStore } from '../jobs/idempotency-store.ts';
-import { answerJob, responseHeaders, sendAccepted } from '../jobs/job-answer.ts';
-import type { JobRecord } from '../jobs/job-record.ts';
+import { answerJob, responseHeaders } from '../jobs/job-answer.ts';
+import { queuedRecord, type JobRecord } from '../jobs/job-record.ts';
+import { sendAccepted } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { assertAmqpContentType, forwardedTarget, pickHeaders, validTraceparent, validTracestate } from '../http/forward.ts';
@@ -161,7 +162,8 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
         res.setHeader('x-gw-job-id', answer.jobId);
         const record = await jobs.get(tenant, answer.jobId);
         if (record) await answerJob(res, deps, record, waitMs, svc);
-        else sendAccepted(res, { id: answer.jobId, tenant, service, state: 'queued', attempt: 1, createdAt: 0, updatedAt: 0, rank: 0, terminal: false });
+        // The job store lost it (evicted, expired): the key still names the job, answer as queued.
+        else sendAccepted(res, queuedRecord({ id: answer.jobId, tenant, service, createdAt: Date.now(), updatedAt: Date.now() }));
         return false;
       }
       if (answer?.kind === 'sync') {
@@ -199,7 +201,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
         .complete(env.tenant, idemKey, { fingerprint, answer: { kind: 'async', jobId: env.jobId } }, config.idempotencyTtlMs)
         .catch((err: unknown) => deps.logger.error({ err, ...log }, 'idempotency answer not stored; duplicates get 409 until the claim expires'));
     }
-    record ??= { id: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, createdAt: env.enqueuedAt, updatedAt: queued.at, rank: 4, terminal: false };
+    record ??= queuedRecord({ id: env.jobId, tenant: env.tenant, service: env.service, createdAt: env.enqueuedAt, updatedAt: queued.at, requestId: env.requestId });
     await answerJob(res, deps, record, waitMs, svc);
   }
 

@@ -43,7 +43,7 @@ describe('accept flood: async jobs beyond the work queue bound', () => {
     const res = await fetch(`${stack.baseUrl}/v1/services/echo/echo`, { method: 'POST', body: `flood-${i}`, headers: { 'content-type': 'text/plain', prefer: 'respond-async' } });
     const text = await res.text();
     const out: Outcome = { status: res.status, jobId: res.headers.get('x-gw-job-id'), retryAfter: res.headers.get('retry-after') };
-    if (res.status === 202) out.jobId = (JSON.parse(text) as { jobId: string }).jobId;
+    if (res.status === 202) out.jobId = (JSON.parse(text) as { id: string }).id;
     if (res.headers.get('content-type') === 'application/problem+json') out.problemType = (JSON.parse(text) as { type: string }).type;
     return out;
   };

@@ -7,11 +7,10 @@ import { readSse, until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
 
 interface JobBody {
-  jobId?: string;
   id: string;
   state: string;
-  attempt: number;
-  createdAt: number;
+  attempts: number;
+  createdAt: string;
   result?: { status: number; bodyBase64: string; headers: Record<string, string> };
 }
 
@@ -43,8 +42,8 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     for (let page = 0; page < 1000; page++) {
       const res = await fetch(`${stack.baseUrl}/v1/jobs?service=echo&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`);
       expect(res.status).toBe(200);
-      const body = (await res.json()) as { jobs: JobBody[]; next?: string };
-      all.push(...body.jobs);
+      const body = (await res.json()) as { items: JobBody[]; next: string | null };
+      all.push(...body.items);
       if (!body.next) return all;
       cursor = body.next;
     }
@@ -60,10 +59,10 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
         const res = await post('/echo', body);
         expect(res.status).toBe(202);
         const job = (await res.json()) as JobBody;
-        expect(res.headers.get('location')).toBe(`/v1/jobs/${job.jobId}`);
+        expect(res.headers.get('location')).toBe(`/v1/jobs/${job.id}`);
         expect(res.headers.get('preference-applied')).toBe('respond-async');
         expect(['queued', 'running', 'succeeded']).toContain(job.state);
-        bodies.set(job.jobId!, body);
+        bodies.set(job.id, body);
       }));
     }
     const acceptMs = Date.now() - posted;
@@ -78,7 +77,7 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     const paged = (await listAll(37)).filter((j) => ids.has(j.id));
     expect(paged).toHaveLength(1000);
     expect(new Set(paged.map((j) => j.id)).size).toBe(1000);
-    for (let i = 1; i < paged.length; i++) expect(paged[i - 1]!.createdAt).toBeGreaterThanOrEqual(paged[i]!.createdAt);
+    for (let i = 1; i < paged.length; i++) expect(Date.parse(paged[i - 1]!.createdAt)).toBeGreaterThanOrEqual(Date.parse(paged[i]!.createdAt));
 
     const ok = await Promise.all([...bodies].map(async ([id, body]) => {
       const job = await getJob(id);
@@ -108,7 +107,7 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     await stack.stopDequeuer();
     const res = await post('/fail-until/2', 'sse');
     expect(res.status).toBe(202);
-    const { jobId } = (await res.json()) as JobBody;
+    const { id: jobId } = (await res.json()) as JobBody;
     const streamed: Array<Awaited<ReturnType<typeof readSse>>> = [];
     const firstEvent = new Promise<void>((resolve) => {
       void readSse(`${stack.baseUrl}/v1/jobs/${jobId}/events`, 30_000, () => resolve()).then((r) => streamed.push(r));
@@ -118,7 +117,7 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     const stream = await until(() => streamed[0], 30_000);
     expect(stream.status).toBe(200);
     expect(stream.contentType).toBe('text/event-stream');
-    expect(stream.events.map((e) => `${e.event}:${e.data.attempt}`)).toEqual([
+    expect(stream.events.map((e) => `${e.event}:${e.data.attempts}`)).toEqual([
       'queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'succeeded:3',
     ]);
     const last = stream.events.at(-1)!.data as { result: { status: number } };
@@ -141,7 +140,7 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     expect(res.status).toBe(202);
     expect(elapsedMs).toBeGreaterThanOrEqual(950);
     expect(elapsedMs).toBeLessThan(2500);
-    const { jobId, state } = (await res.json()) as JobBody;
+    const { id: jobId, state } = (await res.json()) as JobBody;
     expect(state).toBe('running');
     const job = await until(async () => {
       const j = await getJob(jobId!);

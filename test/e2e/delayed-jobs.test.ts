@@ -19,7 +19,7 @@ describe('delayed jobs over HTTP', () => {
     const res = await fetch(`${stack.baseUrl}/v1/services/echo/echo`, { method: 'POST', body: 'later', headers: { prefer: 'respond-async', 'gw-delay-ms': '1500' } });
     const acceptedAt = Date.now();
     expect(res.status).toBe(202);
-    const { jobId } = (await res.json()) as { jobId: string };
+    const { id: jobId } = (await res.json()) as { id: string };
     let call;
     for (let i = 0; i < 200 && !call; i++) {
       call = stack.demo.calls.find((c) => c.idempotencyKey === jobId);

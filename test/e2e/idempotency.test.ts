@@ -21,8 +21,8 @@ async function send(baseUrl: string, key: string, body: string, prefer = 'respon
     headers: { 'content-type': 'text/plain', prefer, 'idempotency-key': key },
   });
   const text = await res.text();
-  const parsed = res.headers.get('content-type')?.includes('json') ? (JSON.parse(text) as { jobId?: string; code?: string }) : {};
-  return { status: res.status, jobId: parsed.jobId ?? res.headers.get('x-gw-job-id') ?? undefined, ...(parsed.code ? { code: parsed.code } : {}) };
+  const parsed = res.headers.get('content-type')?.includes('json') ? (JSON.parse(text) as { id?: string; code?: string }) : {};
+  return { status: res.status, jobId: parsed.id ?? res.headers.get('x-gw-job-id') ?? undefined, ...(parsed.code ? { code: parsed.code } : {}) };
 }
 
 /** Deletes every Redis key under a test's prefix. */

@@ -19,7 +19,7 @@ interface Answer {
 }
 interface StreamedEvent {
   event: string;
-  data: { jobId?: string; state?: string };
+  data: { id?: string; state?: string };
 }
 
 /** An SSE stream read in the background with an API key, until `close()`. */
@@ -74,7 +74,7 @@ describe('tenant isolation: tenant B cannot read, list, stream, replay or discar
   const submit = async (key: string, path: string, headers: Record<string, string> = {}): Promise<string> => {
     const r = await call(key, 'POST', `/v1/services/echo${path}`, { prefer: 'respond-async', ...headers }, `body-${randomUUID()}`);
     expect(r.status).toBe(202);
-    return r.body.jobId as string;
+    return r.body.id as string;
   };
   const stateOf = async (key: string, id: string): Promise<string | undefined> => {
     const r = await call(key, 'GET', `/v1/jobs/${id}`);
@@ -83,13 +83,13 @@ describe('tenant isolation: tenant B cannot read, list, stream, replay or discar
   const listIds = async (key: string, query: string, headers: Record<string, string> = {}): Promise<string[]> => {
     const r = await call(key, 'GET', `/v1/jobs?limit=100${query}`, headers);
     expect(r.status).toBe(200);
-    expect(r.body.next).toBeUndefined();
-    return (r.body.jobs as Array<{ id: string }>).map((j) => j.id);
+    expect(r.body.next).toBeNull();
+    return (r.body.items as Array<{ id: string }>).map((j) => j.id);
   };
   const dlqIds = async (key: string, headers: Record<string, string> = {}): Promise<string[]> => {
     const r = await call(key, 'GET', '/v1/dlq/echo?limit=500', headers);
     expect(r.status).toBe(200);
-    return (r.body.entries as Array<{ jobId: string }>).map((e) => e.jobId);
+    return (r.body.items as Array<{ id: string }>).map((e) => e.id);
   };
   const dlqCount = async (): Promise<number> => {
     const ch = await conn.createChannel();
@@ -174,11 +174,11 @@ describe('tenant isolation: tenant B cannot read, list, stream, replay or discar
     expect(new Set(await listIds(KEY_A, ''))).toEqual(new Set(aAll));
     expect(new Set(await listIds(KEY_A, '&state=failed'))).toEqual(new Set(aFailed));
 
-    await until(() => aAll.every((id) => aStream.events.some((e) => e.data.jobId === id && /^(succeeded|failed)$/.test(e.event))) || undefined, 10_000);
-    await until(() => bOwn.every((id) => bStream.events.some((e) => e.data.jobId === id && /^(succeeded|failed)$/.test(e.event))) || undefined, 10_000);
-    const leaked = bStream.events.filter((e) => !bOwn.includes(e.data.jobId ?? ''));
+    await until(() => aAll.every((id) => aStream.events.some((e) => e.data.id === id && /^(succeeded|failed)$/.test(e.event))) || undefined, 10_000);
+    await until(() => bOwn.every((id) => bStream.events.some((e) => e.data.id === id && /^(succeeded|failed)$/.test(e.event))) || undefined, 10_000);
+    const leaked = bStream.events.filter((e) => !bOwn.includes(e.data.id ?? ''));
     crossTenant('/v1/events stream', leaked.length === 0);
-    expect(aStream.events.filter((e) => bOwn.includes(e.data.jobId ?? ''))).toEqual([]);
+    expect(aStream.events.filter((e) => bOwn.includes(e.data.id ?? ''))).toEqual([]);
     console.log(`events: A's stream ${aStream.events.length} transitions, B's stream ${bStream.events.length} (all B's own)`);
   });
 
@@ -219,11 +219,11 @@ describe('tenant isolation: tenant B cannot read, list, stream, replay or discar
     const b1 = await post(KEY_B);
     const [a2, b2] = [await post(KEY_A), await post(KEY_B)];
     expect([a1.status, b1.status, a2.status, b2.status]).toEqual([202, 202, 202, 202]);
-    crossTenant('same Idempotency-Key', a1.body.jobId !== b1.body.jobId);
-    expect(a2.body.jobId).toBe(a1.body.jobId);
-    expect(b2.body.jobId).toBe(b1.body.jobId);
+    crossTenant('same Idempotency-Key', a1.body.id !== b1.body.id);
+    expect(a2.body.id).toBe(a1.body.id);
+    expect(b2.body.id).toBe(b1.body.id);
     const spoofed = await submit(KEY_B, '/echo', SPOOF);
-    for (const [owner, other, id] of [[KEY_A, KEY_B, a1.body.jobId], [KEY_B, KEY_A, b1.body.jobId], [KEY_B, KEY_A, spoofed]] as Array<[string, string, string]>) {
+    for (const [owner, other, id] of [[KEY_A, KEY_B, a1.body.id], [KEY_B, KEY_A, b1.body.id], [KEY_B, KEY_A, spoofed]] as Array<[string, string, string]>) {
       await until(async () => ((await stateOf(owner, id)) === 'succeeded') || undefined, 15_000, 50);
       crossTenant('GET the other tenant\'s idempotent or spoofed job', (await call(other, 'GET', `/v1/jobs/${id}`)).status === 404);
       expect(stack.demo.callsByKey().get(id)).toBe(1);

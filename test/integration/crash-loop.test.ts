@@ -89,7 +89,7 @@ describe('crash loop ends in the DLQ through the delivery limit', () => {
       const status = async (): Promise<Record<string, unknown>> => (await fetch(`${stack.baseUrl}/v1/jobs/${jobId}`)).json() as Promise<Record<string, unknown>>;
       const dead = await until(async () => (await status()).state === 'dead', 10_000, 'the job dead in its status');
       expect(dead).toBe(true);
-      expect(await status()).toMatchObject({ id: jobId, state: 'dead', attempt: 1 + DELIVERY_LIMIT, error: { code: 'delivery_limit' } });
+      expect(await status()).toMatchObject({ id: jobId, state: 'dead', attempts: 1 + DELIVERY_LIMIT, error: { code: 'GW_ERR_DELIVERY_LIMIT' } });
       process.stderr.write(`[crash-loop] kills ${kills}, attempts started ${running()}\n`);
     } finally {
       await conn.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { DeadLetterEntry } from '../../enqueuer/dlq-entry.ts';
+import type { DeadLetter } from '../../enqueuer/http/views.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { JobDriver, until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
@@ -8,9 +8,9 @@ import { Stack } from '../support/stack.ts';
 const SENT = 150;
 
 interface Page {
-  entries: DeadLetterEntry[];
+  items: DeadLetter[];
   total: number;
-  nextCursor: string | null;
+  next: string | null;
 }
 
 /** The DLQ API against the real broker: browse is a full rotation that leaves the DLQ as it was. */
@@ -61,30 +61,30 @@ describe('DLQ browse, replay and discard', () => {
     const second = await browse();
     expect(await dlqCount()).toBe(SENT);
     expect(first.total).toBe(SENT);
-    expect(new Set(first.entries.map((e) => e.jobId))).toEqual(new Set(sent));
-    expect(second.entries).toEqual(first.entries);
+    expect(new Set(first.items.map((e) => e.id))).toEqual(new Set(sent));
+    expect(second.items).toEqual(first.items);
     // A rotated copy carries x-death as an ordinary header: still shown intact.
-    for (const e of second.entries) expect(e).toMatchObject({ reason: 'rejected', deaths: 1, attempts: 2, request: { method: 'POST', path: '/echo' } });
+    for (const e of second.items) expect(e).toMatchObject({ reason: 'rejected', deaths: 1, attempts: 2, request: { method: 'POST', path: '/echo' } });
     // Cursor pages concatenate to the same listing.
-    const paged: DeadLetterEntry[] = [];
+    const paged: DeadLetter[] = [];
     let cursor: string | null = null;
     do {
       const page: Page = await browse(`limit=40${cursor ? `&cursor=${cursor}` : ''}`);
-      paged.push(...page.entries);
-      cursor = page.nextCursor;
+      paged.push(...page.items);
+      cursor = page.next;
     } while (cursor);
-    expect(paged.map((e) => e.jobId)).toEqual(first.entries.map((e) => e.jobId));
+    expect(paged.map((e) => e.id)).toEqual(first.items.map((e) => e.id));
     expect(await dlqCount()).toBe(SENT);
     expect((await jobs.ch.checkQueue(listener)).messageCount).toBe(0);
     await jobs.ch.deleteQueue(listener);
   });
 
   it('discards one entry (204, then 404) and keeps the order of the others', async () => {
-    const before = (await browse()).entries.map((e) => e.jobId);
+    const before = (await browse()).items.map((e) => e.id);
     const victim = before[3]!;
     expect((await fetch(`${stack.baseUrl}/v1/dlq/echo/${victim}`, { method: 'DELETE' })).status).toBe(204);
     expect((await fetch(`${stack.baseUrl}/v1/dlq/echo/${victim}`, { method: 'DELETE' })).status).toBe(404);
-    expect((await browse()).entries.map((e) => e.jobId)).toEqual(before.filter((id) => id !== victim));
+    expect((await browse()).items.map((e) => e.id)).toEqual(before.filter((id) => id !== victim));
     expect(await dlqCount()).toBe(SENT - 1);
     expect(stack.logs.lines.some((l) => l.audit === 'dlq.discard' && l.jobId === victim)).toBe(true);
   });
@@ -103,14 +103,14 @@ describe('DLQ browse, replay and discard', () => {
 
   it('replay after the downstream is fixed: every replayed job succeeds, the DLQ ends empty, processed = sent, lost = 0', async () => {
     stack.demo.down = false;
-    const listing = (await browse()).entries.map((e) => e.jobId!);
+    const listing = (await browse()).items.map((e) => e.id!);
     const some = [listing[0]!, listing[5]!, listing[10]!, 'no-such-job'];
     const partial = await replay({ ids: some });
     expect(partial.status).toBe(200);
     expect(partial.body.replayed).toEqual(some.slice(0, 3));
     expect(partial.body.notFound).toEqual(['no-such-job']);
     // Entries not selected stay, in their order.
-    expect((await browse()).entries.map((e) => e.jobId)).toEqual(listing.filter((id) => !some.includes(id)));
+    expect((await browse()).items.map((e) => e.id)).toEqual(listing.filter((id) => !some.includes(id)));
 
     const rest = await replay({ all: true, resetAttempts: true });
     expect(rest.status).toBe(200);

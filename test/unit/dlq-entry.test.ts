@@ -87,7 +87,7 @@ describe('dead transition of a delivery-limit death', () => {
     expect(deliveryLimitDeath(byLimit as never, 'echo', 10, 42)).toEqual({
       v: 1, kind: 'job', jobId: 'job-2', tenant: 't1', service: 'echo', state: 'dead', attempt: 11, at: 42,
       enqueuedAt: 1_700_000_000_000, requestId: 'req-2', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-      error: { code: 'delivery_limit', message: expect.stringContaining('11 deliveries') },
+      error: { code: 'GW_ERR_DELIVERY_LIMIT', message: expect.stringContaining('11 deliveries') },
     });
   });
 

@@ -1,0 +1,203 @@
+/**
+ * The API's shapes: every body the enqueuer answers with (and every SSE event) is built here, by one
+ * function per shape, from a domain record. One name for an id (`id`), ISO-8601 times, `attempts`,
+ * one paging shape (`{ items, next }` plus a `Link: <…>; rel="next"` header), registry codes in a
+ * job's error. The zod schemas are the contract: the OpenAPI document (enqueuer/http/openapi.ts) is
+ * generated from them, and the contract test validates live answers against that document.
+ */
+import type { Response } from 'express';
+import { z } from 'zod';
+import { ERRORS, failureCode, type ErrorCode, type ProblemDetails } from '../../shared/errors.ts';
+import { JOB_STATES, type JobEvent as DomainJobEvent, type JobError, type JobResult } from '../../shared/events.ts';
+import type { DeadLetterEntry } from '../dlq-entry.ts';
+import type { JobRecord } from '../jobs/job-record.ts';
+
+const ERROR_CODES = Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]];
+const isoTime = z.iso.datetime({ offset: false }).describe('ISO-8601 UTC time');
+const jobId = z.string().min(1).describe('job id (the AMQP message id; sent downstream as Idempotency-Key)');
+
+export const JobErrorSchema = z
+  .object({
+    code: z.enum(ERROR_CODES).describe('registry code (see the error table)'),
+    message: z.string(),
+    status: z.number().int().optional().describe('downstream status, when the failure was an HTTP answer'),
+  })
+  .meta({ id: 'JobError', description: 'The latest failure of a job.' });
+
+export const JobResultSchema = z
+  .object({
+    status: z.number().int(),
+    headers: z.record(z.string(), z.string()),
+    bodyBase64: z.string(),
+    bodyTruncated: z.boolean(),
+  })
+  .meta({ id: 'JobResult', description: "The downstream's answer (body base64, cut at the dequeuer's MAX_RESULT_BYTES)." });
+
+export const JobStateSchema = z.enum(JOB_STATES).meta({ id: 'JobState' });
+
+export const JobSchema = z
+  .object({
+    id: jobId,
+    service: z.string(),
+    state: JobStateSchema,
+    attempts: z.number().int().min(1).describe('attempts started so far (1-based)'),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+    startedAt: isoTime.optional(),
+    finishedAt: isoTime.optional(),
+    nextAttemptAt: isoTime.optional().describe('for `retrying`: when the next attempt is due'),
+    requestId: z.string().optional(),
+    error: JobErrorSchema.optional(),
+    result: JobResultSchema.optional(),
+  })
+  .meta({ id: 'Job', description: 'An async job as its transitions left it.' });
+
+export const JobEventSchema = z
+  .object({
+    id: jobId,
+    service: z.string(),
+    state: JobStateSchema,
+    attempts: z.number().int().min(1),
+    at: isoTime.describe('time of the transition'),
+    replay: z.boolean().optional().describe('set when an operator replayed the job from the DLQ'),
+    requestId: z.string().optional(),
+    nextAttemptAt: isoTime.optional(),
+    error: JobErrorSchema.optional(),
+    result: JobResultSchema.optional(),
+  })
+  .meta({ id: 'JobEvent', description: 'One transition of a job (the `data` of an SSE event; the event name is the state).' });
+
+export const DeadLetterSchema = z
+  .object({
+    id: jobId.nullable().describe('job id, null for a message without one'),
+    attempts: z.number().int().nullable(),
+    reason: z.string().nullable().describe('`rejected` (attempts spent or permanent failure) or `delivery_limit` (crash loop)'),
+    deaths: z.number().int(),
+    lastError: z.string().nullable().describe('error of the attempt before the last (the last one is in the job)'),
+    enqueuedAt: isoTime.nullable(),
+    firstFailedAt: isoTime.nullable(),
+    lastFailedAt: isoTime.nullable().describe('second precision (x-death time)'),
+    request: z.object({ method: z.string().nullable(), path: z.string().nullable(), contentType: z.string().nullable(), bodyBytes: z.number().int() }),
+  })
+  .meta({ id: 'DeadLetter', description: "One dead-lettered job of the caller's tenant." });
+
+/** One page of a list: `next` is the cursor of the next page, null on the last one (also sent as `Link: rel="next"`). */
+export function pageSchema<T extends z.ZodType>(item: T, id: string) {
+  return z
+    .object({
+      items: z.array(item),
+      next: z.string().nullable().describe('cursor of the next page (pass as `cursor`), null on the last page'),
+      total: z.number().int().optional().describe('number of items over all pages, where known'),
+    })
+    .meta({ id, description: `A page of ${item.meta()?.id ?? 'items'}.` });
+}
+
+export const JobPageSchema = pageSchema(JobSchema, 'JobPage');
+export const DeadLetterPageSchema = pageSchema(DeadLetterSchema, 'DeadLetterPage');
+
+export const ReplayResultSchema = z
+  .object({
+    service: z.string(),
+    replayed: z.array(z.string()),
+    notFound: z.array(z.string()),
+    dryRun: z.boolean(),
+  })
+  .meta({ id: 'ReplayResult' });
+
+export const ProblemSchema = z
+  .looseObject({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    code: z.enum(ERROR_CODES),
+    detail: z.string().optional(),
+    instance: z.string().optional(),
+    requestId: z.string().optional(),
+  })
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json).' });
+
+export type Job = z.infer<typeof JobSchema>;
+export type JobEventView = z.infer<typeof JobEventSchema>;
+export type DeadLetter = z.infer<typeof DeadLetterSchema>;
+export type Page<T> = { items: T[]; next: string | null; total?: number };
+export type Problem = ProblemDetails;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function errorView(e: JobError): z.infer<typeof JobErrorSchema> {
+  return { code: failureCode(e.code), message: e.message, ...(e.status === undefined ? {} : { status: e.status }) };
+}
+
+function resultView(r: JobResult): z.infer<typeof JobResultSchema> {
+  return { status: r.status, headers: r.headers, bodyBase64: r.bodyBase64, bodyTruncated: r.bodyTruncated };
+}
+
+/** A job record as the API shows it. */
+export function jobView(r: JobRecord): Job {
+  const v: Job = { id: r.id, service: r.service, state: r.state, attempts: r.attempt, createdAt: iso(r.createdAt), updatedAt: iso(r.updatedAt) };
+  if (r.startedAt !== undefined) v.startedAt = iso(r.startedAt);
+  if (r.finishedAt !== undefined) v.finishedAt = iso(r.finishedAt);
+  if (r.nextAttemptAt !== undefined) v.nextAttemptAt = iso(r.nextAttemptAt);
+  if (r.requestId !== undefined) v.requestId = r.requestId;
+  if (r.error) v.error = errorView(r.error);
+  if (r.result) v.result = resultView(r.result);
+  return v;
+}
+
+/** A transition as SSE streams show it. */
+export function jobEventView(e: DomainJobEvent): JobEventView {
+  const v: JobEventView = { id: e.jobId, service: e.service, state: e.state, attempts: e.attempt, at: iso(e.at) };
+  if (e.replay) v.replay = true;
+  if (e.requestId !== undefined) v.requestId = e.requestId;
+  if (e.nextAttemptAt !== undefined) v.nextAttemptAt = iso(e.nextAttemptAt);
+  if (e.error) v.error = errorView(e.error);
+  if (e.result) v.result = resultView(e.result);
+  return v;
+}
+
+/** A job's current state as the first event of its stream (the transition that left it there). */
+export function currentStateEvent(r: JobRecord): JobEventView {
+  const v: JobEventView = { id: r.id, service: r.service, state: r.state, attempts: r.attempt, at: iso(r.updatedAt) };
+  if (r.requestId !== undefined) v.requestId = r.requestId;
+  if (r.nextAttemptAt !== undefined) v.nextAttemptAt = iso(r.nextAttemptAt);
+  if (r.error) v.error = errorView(r.error);
+  if (r.result) v.result = resultView(r.result);
+  return v;
+}
+
+/** A DLQ entry as the API shows it. */
+export function deadLetterView(e: DeadLetterEntry): DeadLetter {
+  return {
+    id: e.jobId,
+    attempts: e.attempts,
+    reason: e.reason,
+    deaths: e.deaths,
+    lastError: e.lastError,
+    enqueuedAt: e.enqueuedAt,
+    firstFailedAt: e.firstFailedAt,
+    lastFailedAt: e.lastFailedAt,
+    request: e.request,
+  };
+}
+
+/**
+ * Writes a page: the body `{ items, next }` and, when there is a next page, `Link: <url>; rel="next"`
+ * built from the route's path and query with `cursor` replaced.
+ */
+export function sendPage<T>(res: Response, page: Page<T>, link: { path: string; query: Record<string, string | undefined> }): void {
+  if (page.next !== null) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(link.query)) if (v !== undefined && k !== 'cursor') params.set(k, v);
+    params.set('cursor', page.next);
+    res.setHeader('link', `<${link.path}?${params}>; rel="next"`);
+  }
+  res.json(page);
+}
+
+/** `202 Accepted` for a job: `Location`, and the job's view as the body. */
+export function sendAccepted(res: Response, record: JobRecord): void {
+  res.status(202);
+  res.setHeader('location', `/v1/jobs/${record.id}`);
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(jobView(record)));
+}
