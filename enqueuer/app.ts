@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { authenticate } from './http/authenticate.ts';
 import { inputLimits } from './http/client-error.ts';
+import { openApiRouter } from './http/openapi.ts';
 import { notFoundHandler, problemHandler } from './http/problem.ts';
 import { requestId } from './http/request-id.ts';
 import type { EnqueuerMetrics } from './metrics.ts';
@@ -72,6 +73,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics));
   app.use(inputLimits(deps.config.limits));
   app.use(healthRouter(deps.readiness, deps.registry));
+  // The API reference: the OpenAPI document and its renderer, public like the health routes.
+  app.use(openApiRouter());
   // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
   app.use('/v1', authenticate(deps.guard));
   app.use(servicesRouter(deps));
@@ -80,4 +83,29 @@ export function createApp(deps: AppDeps): Express {
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;
+}
+
+interface Layer {
+  route?: { path: string; methods: Record<string, boolean> };
+  handle?: { stack?: Layer[] };
+}
+
+/**
+ * Every route of the app as `METHOD /openapi/{style}` (Express `:param` and `{/*path}` written as
+ * OpenAPI templates; `all` routes as the methods the gateway forwards): the contract test checks
+ * each one has an OpenAPI entry.
+ */
+export function listRoutes(app: Express): string[] {
+  const out: string[] = [];
+  const walk = (stack: Layer[]): void => {
+    for (const layer of stack) {
+      if (layer.route) {
+        const path = layer.route.path.replace(/\{\/\*(\w+)\}/g, '/{$1}').replace(/:(\w+)/g, '{$1}');
+        const methods = layer.route.methods._all ? ['get', 'post', 'put', 'patch', 'delete'] : Object.keys(layer.route.methods);
+        for (const m of methods) out.push(`${m.toUpperCase()} ${path}`);
+      } else if (layer.handle?.stack) walk(layer.handle.stack);
+    }
+  };
+  walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
+  return out;
 }

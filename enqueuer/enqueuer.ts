@@ -10,6 +10,7 @@ import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
+import type { Express } from 'express';
 import { createApp } from './app.ts';
 import type { EnqueuerConfig } from './config.ts';
 import { BreakerBoard } from './events/breaker-board.ts';
@@ -59,6 +60,12 @@ export class Enqueuer implements Lifecycle {
   #logger: Logger;
   #broker: BrokerConnection;
   #server: Server | undefined;
+  #app: Express | undefined;
+
+  /** The Express app (after start): its routes are listed by the contract test. */
+  get app(): Express | undefined {
+    return this.#app;
+  }
   #state: State = 'idle';
   #inflight = 0;
   #idleWaiters: Array<() => void> = [];
@@ -237,6 +244,7 @@ export class Enqueuer implements Lifecycle {
       track: (work) => this.#track(work),
       deadLetters: this.deadLetters,
     });
+    this.#app = app;
     const limits = this.config.limits;
     const server = createServer({
       requestTimeout: limits.requestTimeoutMs,

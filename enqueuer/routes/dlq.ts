@@ -5,7 +5,8 @@ import { GatewayError } from '../../shared/errors.ts';
 import type { JobEvent } from '../../shared/events.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { DeadLetters } from '../dlq.ts';
-import { deadLetterView, sendPage } from '../http/views.ts';
+import { bearer, json, linkHeader, pathParams, problems, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
+import { DeadLetterPageSchema, deadLetterView, ReplayResultSchema, sendPage } from '../http/views.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 
 export interface DlqRouteDeps {
@@ -107,3 +108,27 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
 
   return router;
 }
+
+const serviceParam = { service: z.string().describe('a configured service') };
+
+/** OpenAPI entries of this router (collected by enqueuer/http/openapi.ts). */
+export const dlqRouteDocs: RouteDoc[] = [
+  {
+    method: 'get', path: '/v1/dlq/{service}', tags: ['dlq'], summary: "Browse the tenant's dead letters of a service (oldest first); a full rotation that leaves the DLQ as it was", security: bearer,
+    request: {
+      params: pathParams(serviceParam),
+      query: z.object({ limit: z.string().optional().describe(`1 to ${MAX_LIMIT}, default ${DEFAULT_LIMIT}`), cursor: z.string().optional() }),
+    },
+    responses: { 200: json(DeadLetterPageSchema, 'a page of dead letters', linkHeader), ...problems(...V1_PROBLEMS, 404) },
+  },
+  {
+    method: 'post', path: '/v1/dlq/{service}/replay', tags: ['dlq'], summary: 'Replay some (every copy of each id) or all dead letters into the work queue', security: bearer,
+    request: { params: pathParams(serviceParam), body: { content: { 'application/json': { schema: replayBody.meta({ id: 'ReplayRequest' }) } }, required: true } },
+    responses: { 200: json(ReplayResultSchema, 'what was (or with dryRun would be) replayed'), ...problems(...V1_PROBLEMS, 404) },
+  },
+  {
+    method: 'delete', path: '/v1/dlq/{service}/{id}', tags: ['dlq'], summary: 'Discard every copy of one dead letter (audit-logged)', security: bearer,
+    request: { params: pathParams({ ...serviceParam, id: z.string().describe('job id') }) },
+    responses: { 204: { description: 'discarded' }, ...problems(...V1_PROBLEMS, 404) },
+  },
+];

@@ -1,5 +1,7 @@
 import { Router } from 'express';
 import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { json, type RouteDoc } from '../http/route-docs.ts';
 
 /** What `/readyz` reports: ready only when every check passes. */
 export interface Readiness {
@@ -23,3 +25,23 @@ export function healthRouter(readiness: () => Readiness, registry: Registry): Ro
   });
   return router;
 }
+
+const ReadinessSchema = z
+  .object({ status: z.enum(['ready', 'not ready']), checks: z.record(z.string(), z.union([z.boolean(), z.string()])) })
+  .meta({ id: 'Readiness' });
+
+/** OpenAPI entries of this router (collected by enqueuer/http/openapi.ts). */
+export const healthRouteDocs: RouteDoc[] = [
+  {
+    method: 'get', path: '/healthz', tags: ['health'], summary: 'Liveness: the process answers',
+    responses: { 200: json(z.object({ status: z.literal('ok') }), 'alive') },
+  },
+  {
+    method: 'get', path: '/readyz', tags: ['health'], summary: 'Readiness: broker connected, topology declared, reply channels open, not blocked, not draining',
+    responses: { 200: json(ReadinessSchema, 'ready'), 503: json(ReadinessSchema, 'not ready') },
+  },
+  {
+    method: 'get', path: '/metrics', tags: ['health'], summary: 'Prometheus exposition',
+    responses: { 200: { description: 'metrics', content: { 'text/plain': { schema: z.string() } } } },
+  },
+];

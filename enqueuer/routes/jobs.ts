@@ -6,7 +6,9 @@ import { SERVICE_NAME_PATTERN } from '../../shared/topology/names.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { JobEventHub } from '../events/job-event-hub.ts';
 import { decodeCursor, rankOf, type ListQuery } from '../jobs/job-record.ts';
-import { currentStateEvent, jobEventView, jobView, sendPage } from '../http/views.ts';
+import { z } from 'zod';
+import { bearer, json, linkHeader, pathParams, problems, sse, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
+import { currentStateEvent, JobEventSchema, jobEventView, JobPageSchema, JobSchema, JobStateSchema, jobView, sendPage } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 
 export interface JobsRouteDeps {
@@ -150,3 +152,36 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   return router;
 }
+
+const jobIdParam = pathParams({ id: z.string().describe('job id') });
+
+/** OpenAPI entries of this router (collected by enqueuer/http/openapi.ts). */
+export const jobsRouteDocs: RouteDoc[] = [
+  {
+    method: 'get', path: '/v1/jobs', tags: ['jobs'], summary: "The tenant's jobs, newest first", security: bearer,
+    request: {
+      query: z.object({
+        service: z.string().optional(),
+        state: JobStateSchema.optional(),
+        limit: z.string().regex(/^\d+$/).optional().describe(`page size, default ${DEFAULT_LIST_LIMIT}, capped at JOBS_LIST_MAX_LIMIT`),
+        cursor: z.string().optional().describe('`next` of the previous page'),
+      }),
+    },
+    responses: { 200: json(JobPageSchema, 'a page of jobs', linkHeader), ...problems(...V1_PROBLEMS) },
+  },
+  {
+    method: 'get', path: '/v1/jobs/{id}', tags: ['jobs'], summary: "A job's state, attempts, times, error and result", security: bearer,
+    request: { params: jobIdParam },
+    responses: { 200: json(JobSchema, 'the job'), ...problems(...V1_PROBLEMS, 404) },
+  },
+  {
+    method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'], summary: "A job's transitions: its current state, then each transition; ends after the final one", security: bearer,
+    request: { params: jobIdParam },
+    responses: { 200: sse(JobEventSchema, 'the stream'), ...problems(...V1_PROBLEMS, 404) },
+  },
+  {
+    method: 'get', path: '/v1/events', tags: ['jobs'], summary: "Every job transition of the caller's tenant", security: bearer,
+    request: { query: z.object({ service: z.string().optional() }) },
+    responses: { 200: sse(JobEventSchema, 'the stream'), ...problems(...V1_PROBLEMS) },
+  },
+];

@@ -12,7 +12,9 @@ import type { JobEventHub } from '../events/job-event-hub.ts';
 import { parseIdempotencyKey, requestFingerprint, type IdempotencyStore } from '../jobs/idempotency-store.ts';
 import { answerJob, responseHeaders } from '../jobs/job-answer.ts';
 import { queuedRecord, type JobRecord } from '../jobs/job-record.ts';
-import { sendAccepted } from '../http/views.ts';
+import { z } from 'zod';
+import { bearer, json, pathParams, problems, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
+import { JobSchema, sendAccepted } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { assertAmqpContentType, forwardedTarget, pickHeaders, validTraceparent, validTracestate } from '../http/forward.ts';
@@ -243,3 +245,47 @@ export function sendReply(res: Response, reply: ReplyEnvelope, svc: Readonly<Ser
   for (const [name, value] of headers) res.setHeader(name, value);
   res.end(reply.body);
 }
+
+const forwardedAnswer = {
+  description: "the downstream's answer: its status, allow-listed headers and body (sync; or an async job's result with `Prefer: respond-async, wait=N`)",
+  headers: {
+    'x-gw-job-id': { description: 'the message id (sent downstream as Idempotency-Key)', schema: { type: 'string' as const } },
+    'x-request-id': { description: 'the request id', required: true, schema: { type: 'string' as const } },
+  },
+  content: { '*/*': { schema: z.string().meta({ format: 'binary' }) } },
+};
+
+const servicesRequest = {
+  params: pathParams({
+    service: z.string().describe('a configured service'),
+    path: z.string().describe('the path forwarded to the downstream (may contain `/`); the query string is forwarded too'),
+  }),
+  headers: z.object({
+    prefer: z.string().optional().describe('`respond-async` for a 202 job, `wait=N` (seconds) to bound the wait (RFC 7240)'),
+    'idempotency-key': z.string().optional().describe('a quoted string; a repeat gets the original answer'),
+    'gw-delay-ms': z.string().optional().describe('async only: run no earlier than this many ms from now'),
+    'gw-not-before': z.string().optional().describe('async only: run no earlier than this instant (RFC 3339 or HTTP-date)'),
+    'x-request-id': z.string().optional(),
+    traceparent: z.string().optional(),
+  }),
+  body: { content: { '*/*': { schema: z.string().meta({ format: 'binary' }) } }, required: false },
+};
+
+/** OpenAPI entries of this router: one per forwarded method (collected by enqueuer/http/openapi.ts). */
+export const servicesRouteDocs: RouteDoc[] = (['get', 'post', 'put', 'patch', 'delete'] as const).map((method) => ({
+  method,
+  path: '/v1/services/{service}/{path}',
+  tags: ['services'],
+  summary: `${method.toUpperCase()} forwarded to the service through RabbitMQ (sync request-reply, or a 202 job with Prefer: respond-async)`,
+  security: bearer,
+  request: method === 'get' || method === 'delete' ? { params: servicesRequest.params, headers: servicesRequest.headers } : servicesRequest,
+  responses: {
+    200: forwardedAnswer,
+    202: json(JobSchema, 'accepted: the broker confirmed the persistent job', {
+      location: { description: '/v1/jobs/{id}', required: true, schema: { type: 'string' } },
+      'x-gw-job-id': { description: 'the job id', required: true, schema: { type: 'string' } },
+      'preference-applied': { description: 'the Prefer members honoured', schema: { type: 'string' } },
+    }),
+    ...problems(...V1_PROBLEMS, 403, 404, 405, 409, 413, 415, 422, 502, 504),
+  },
+}));
