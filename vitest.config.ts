@@ -19,6 +19,18 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        // The fault tier (docs/testing.md): scenarios of the fault plan, each with its own broker
+        // node, proxy or processes where it breaks something; serial like the integration tier.
+        extends: true,
+        test: {
+          name: 'fault',
+          include: ['test/fault/**/*.test.ts'],
+          testTimeout: 240_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

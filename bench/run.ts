@@ -129,6 +129,8 @@ const baseEnv: NodeJS.ProcessEnv = {
   RABBITMQ_URL: url,
   GW_PREFIX: prefix,
   SERVICES_JSON: JSON.stringify(servicesDoc),
+  // No load balancer follows the bench's enqueuer: stop without the readiness drain delay.
+  DRAIN_DELAY_MS: process.env.DRAIN_DELAY_MS ?? '0',
   HOST: '127.0.0.1',
   LOG_LEVEL: 'warn',
 };

@@ -4,7 +4,10 @@ import { appendFileSync } from 'node:fs';
 
 /** One call the demo downstream received. */
 export interface DemoCall {
+  /** When the answer was sent (ms). */
   at: number;
+  /** When the request arrived (ms): duplicates and late calls are counted on arrival. */
+  arrivedAt: number;
   method: string;
   path: string;
   idempotencyKey: string | undefined;
@@ -55,10 +58,13 @@ export class DemoDownstream {
     });
   }
 
-  async close(): Promise<void> {
+  /** Stops listening; calls in flight get up to `graceMs` to finish before sockets are destroyed. */
+  async close(graceMs = 0): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
-      this.server.closeAllConnections();
+      this.server.closeIdleConnections();
+      if (graceMs <= 0) this.server.closeAllConnections();
+      else setTimeout(() => this.server.closeAllConnections(), graceMs).unref();
     });
   }
 
@@ -70,6 +76,7 @@ export class DemoDownstream {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
+    const arrivedAt = Date.now();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -77,7 +84,7 @@ export class DemoDownstream {
       const url = new URL(req.url ?? '/', 'http://demo');
       const key = req.headers['idempotency-key'] as string | undefined;
       const send = (status: number, payload: Buffer | string, contentType?: string, extra: Record<string, string> = {}): void => {
-        this.#record({ at: Date.now(), method: req.method ?? 'GET', path: url.pathname, idempotencyKey: key, headers: req.headers, status });
+        this.#record({ at: Date.now(), arrivedAt, method: req.method ?? 'GET', path: url.pathname, idempotencyKey: key, headers: req.headers, status });
         res.statusCode = status;
         if (contentType) res.setHeader('content-type', contentType);
         for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
@@ -120,7 +127,7 @@ export class DemoDownstream {
     this.calls.push(call);
     if (this.calls.length > 1_000_000) this.calls.splice(0, 500_000);
     if (this.#options.ledgerFile) {
-      appendFileSync(this.#options.ledgerFile, JSON.stringify({ at: call.at, method: call.method, path: call.path, key: call.idempotencyKey, status: call.status }) + '\n');
+      appendFileSync(this.#options.ledgerFile, JSON.stringify({ at: call.at, arrivedAt: call.arrivedAt, method: call.method, path: call.path, key: call.idempotencyKey, status: call.status }) + '\n');
     }
   }
 }

@@ -5,8 +5,12 @@ const host = process.env.HOST ?? '0.0.0.0';
 const demo = new DemoDownstream(process.env.DEMO_LEDGER_FILE ? { ledgerFile: process.env.DEMO_LEDGER_FILE } : {});
 await demo.listen(port, host);
 process.stdout.write(`${JSON.stringify({ level: 'info', app: 'demo', port: demo.port, msg: 'demo downstream listening' })}\n`);
+let stopping = false;
 const stop = (): void => {
-  void demo.close().then(() => process.exit(0));
+  if (stopping) return;
+  stopping = true;
+  // Calls in flight get their answer (bounded): the services in front may still be finishing.
+  void demo.close(10_000).then(() => process.exit(0));
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

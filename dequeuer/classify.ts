@@ -10,7 +10,17 @@ export type AttemptOutcome =
 export type Decision =
   | { action: 'succeed' }
   | { action: 'retry'; delayMs: number }
-  | { action: 'dead'; reason: 'permanent' | 'exhausted' };
+  | { action: 'dead'; reason: 'permanent' | 'exhausted' }
+  /** Not the job's failure: it goes back with the attempt it had (the downstream as a whole is down). */
+  | { action: 'handBack' };
+
+/** The breaker around the call that produced the outcome. */
+export interface BreakerContext {
+  /** The call was the half-open breaker's probe. */
+  probe: boolean;
+  /** The breaker is open now that the call has ended (this failure or another one opened it). */
+  openAfter: boolean;
+}
 
 /** Longest `Retry-After` honoured (ms); a downstream cannot park a job for days. */
 export const MAX_RETRY_AFTER_MS = 3_600_000;
@@ -18,9 +28,20 @@ export const MAX_RETRY_AFTER_MS = 3_600_000;
 /**
  * The retry table, pure. Success: 2xx/3xx. Retryable: network errors, timeouts and the policy's
  * statuses (5xx, 408, 429 by default). Permanent: every other status and invalid responses.
- * The delay is full-jitter exponential backoff, but never shorter than the downstream's `Retry-After`.
+ * The delay is full-jitter exponential backoff, but never shorter than the downstream's `Retry-After`;
+ * after a network error (nothing answered) it is drawn from the upper half of a backoff on
+ * `networkBaseMs`, long enough to outlast a restart.
+ *
+ * An outage is not the job's fault: a failed half-open probe, or a failure after which the breaker
+ * is open, hands the job back without spending an attempt, so a long outage dead-letters nothing.
  */
-export function decide(outcome: AttemptOutcome, attempt: number, policy: ServiceConfig['retry'], random: () => number = Math.random): Decision {
+export function decide(
+  outcome: AttemptOutcome,
+  attempt: number,
+  policy: ServiceConfig['retry'],
+  random: () => number = Math.random,
+  breaker: BreakerContext = { probe: false, openAfter: false },
+): Decision {
   let retryable: boolean;
   let retryAfterMs = 0;
   if (outcome.kind === 'response') {
@@ -31,8 +52,11 @@ export function decide(outcome: AttemptOutcome, attempt: number, policy: Service
     retryable = outcome.failure !== 'bad_response';
   }
   if (!retryable) return { action: 'dead', reason: 'permanent' };
+  if (countsForBreaker(outcome) && (breaker.probe || breaker.openAfter)) return { action: 'handBack' };
   if (attempt >= policy.maxAttempts) return { action: 'dead', reason: 'exhausted' };
-  const backoffMs = fullJitterDelayMs(attempt - 1, policy.baseMs, policy.capMs, 0, random);
+  const backoffMs = outcome.kind === 'failure' && outcome.failure === 'network'
+    ? fullJitterDelayMs(attempt - 1, policy.networkBaseMs, policy.capMs, 0.5, random)
+    : fullJitterDelayMs(attempt - 1, policy.baseMs, policy.capMs, 0, random);
   return { action: 'retry', delayMs: Math.max(backoffMs, retryAfterMs) };
 }
 
@@ -43,4 +67,9 @@ export function parseRetryAfterS(value: string | undefined, now = Date.now()): n
   if (/^\d{1,9}$/.test(trimmed)) return Number(trimmed);
   const at = Date.parse(trimmed);
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/** Outcomes the breaker counts as the downstream failing (5xx, timeouts, network errors), not 4xx. */
+function countsForBreaker(outcome: AttemptOutcome): boolean {
+  return outcome.kind === 'failure' ? outcome.failure !== 'bad_response' : outcome.status >= 500;
 }

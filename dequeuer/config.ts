@@ -14,6 +14,12 @@ export const dequeuerEnvShape = {
   PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),
   /** Largest downstream result body stored with a job (bytes). @default 65536 */
   MAX_RESULT_BYTES: envInt(0, 10 * 1024 * 1024, 64 * 1024),
+  /**
+   * `true` asks the broker, before each sync call, whether the requester's reply channel still
+   * exists (one passive declare, shared by the concurrent requests of one channel); a request whose
+   * client already had a 503 is then skipped instead of reaching the downstream. @default true
+   */
+  SYNC_CHECK_REQUESTER: z.enum(['true', 'false']).default('true'),
   /** Only consume these services (comma-separated); default all. */
   CONSUME_SERVICES: z.string().optional(),
 };
@@ -28,6 +34,8 @@ export interface DequeuerConfig extends BrokerSettings {
   shutdownGraceMs: number;
   publishTimeoutMs: number;
   maxResultBytes: number;
+  /** Skip sync requests whose requester is gone (SYNC_CHECK_REQUESTER). */
+  checkRequester: boolean;
 }
 
 export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
@@ -45,5 +53,6 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     maxResultBytes: e.MAX_RESULT_BYTES,
+    checkRequester: e.SYNC_CHECK_REQUESTER === 'true',
   });
 }

@@ -1,6 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
@@ -21,6 +21,9 @@ import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
 
 const nextEventId = eventIdSource();
+
+/** Direct reply-to addresses start with this (the pseudo-queue's name). */
+const DIRECT_REPLY_PREFIX = 'amq.rabbitmq.reply-to';
 
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
@@ -49,6 +52,9 @@ export class Dequeuer implements Lifecycle {
   #workConsumers = new Map<string, QueueConsumer>();
   #consumerMeta = new Map<QueueConsumer, { service: string; kind: 'rpc' | 'work' }>();
   #syncChain: Promise<void> = Promise.resolve();
+  /** Requester checks in flight by reply-to address: concurrent requests of one channel share one. */
+  #requesterChecks = new Map<string, Promise<boolean>>();
+  #checkChannel: Promise<Channel> | undefined;
   #server: Server | undefined;
   #state: State = 'idle';
   #stopping: Promise<void> | undefined;
@@ -74,7 +80,11 @@ export class Dequeuer implements Lifecycle {
           prefetch: config.services[service]!.rpc.prefetch,
           logger,
           onHandlerError: (err) => this.#onHandlerError(err),
-          handler: createRpcHandler({ downstream, metrics: this.metrics, logger, queue: this.topology.names.rpcQueue(service), reply: (to, id, reply) => this.#sendReply(to, id, reply) }),
+          handler: createRpcHandler({
+            downstream, metrics: this.metrics, logger, queue: this.topology.names.rpcQueue(service),
+            reply: (to, id, reply) => this.#sendReply(to, id, reply),
+            ...(config.checkRequester ? { requesterAlive: (to: string) => this.#requesterAlive(to) } : {}),
+          }),
         });
       this.#consumers.push(rpc);
       this.#consumerMeta.set(rpc, { service, kind: 'rpc' });
@@ -195,6 +205,64 @@ export class Dequeuer implements Lifecycle {
         }
       })
       .catch((err: unknown) => this.#logger.warn({ err }, 'could not change consumption'));
+  }
+
+  /**
+   * Asks the broker whether a direct reply-to address still has its consumer: a passive declare of
+   * the `amq.rabbitmq.reply-to.*` name answers declare-ok while the requester's channel lives and
+   * 404 once it is gone (RabbitMQ 3.x and 4.x). The 404 closes the checking channel, so a fresh one
+   * is opened for the next check. Fails open (true) when it cannot ask.
+   */
+  #requesterAlive(replyTo: string): Promise<boolean> {
+    if (!replyTo.startsWith(`${DIRECT_REPLY_PREFIX}.`)) return Promise.resolve(true);
+    let check = this.#requesterChecks.get(replyTo);
+    if (!check) {
+      check = this.#checkRequester(replyTo).finally(() => this.#requesterChecks.delete(replyTo));
+      this.#requesterChecks.set(replyTo, check);
+    }
+    return check;
+  }
+
+  async #checkRequester(replyTo: string): Promise<boolean> {
+    // A 404 closes the checking channel, failing the checks sent on it after that one: those are
+    // asked again on a fresh channel rather than taken as an answer.
+    for (let tries = 0; tries < 3; tries++) {
+      const connection = this.#publishConn.connection;
+      if (!connection) return true;
+      let channel: Channel;
+      try {
+        channel = await this.#openCheckChannel(connection);
+      } catch (err) {
+        this.#logger.warn({ err }, 'requester check channel not opened; the sync request runs unchecked');
+        return true;
+      }
+      try {
+        await channel.checkQueue(replyTo);
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === 404 || /\b404\b/.test((err as Error).message)) return false;
+        if (/closed|ended/i.test((err as Error).message)) continue;
+        this.#logger.warn({ err }, 'requester check failed; the sync request runs');
+        return true;
+      }
+    }
+    return true;
+  }
+
+  #openCheckChannel(connection: ChannelModel): Promise<Channel> {
+    if (this.#checkChannel) return this.#checkChannel;
+    const opened = connection.createChannel().then((ch) => {
+      ch.on('error', () => {}); // a 404 on a gone requester closes it; that 404 is the answer
+      ch.on('close', () => {
+        if (this.#checkChannel === opened) this.#checkChannel = undefined;
+      });
+      return ch;
+    });
+    opened.catch(() => {
+      if (this.#checkChannel === opened) this.#checkChannel = undefined;
+    });
+    this.#checkChannel = opened;
+    return opened;
   }
 
   #sendReply(replyTo: string, correlationId: string, reply: ReplyEnvelope): void {

@@ -46,6 +46,7 @@ export class Downstream {
   #pool: Pool;
   #basePath: string;
   #openedAt = 0;
+  #networkStreak = 0;
 
   constructor(service: string, config: Readonly<ServiceConfig>, events: DownstreamEvents = {}) {
     this.service = service;
@@ -86,13 +87,35 @@ export class Downstream {
    */
   async call(env: RequestEnvelope, timeoutMs: number, traceparent: string | undefined = env.traceparent): Promise<DownstreamResponse> {
     try {
-      return await this.breaker.fire(env, timeoutMs, traceparent);
+      const response = await this.breaker.fire(env, timeoutMs, traceparent);
+      this.#networkStreak = 0;
+      return response;
     } catch (err) {
-      if (err instanceof DownstreamError) throw err;
+      if (err instanceof DownstreamError) {
+        this.#countStreak(err.kind);
+        throw err;
+      }
       if ((err as { code?: string }).code === 'EOPENBREAKER') {
         throw new DownstreamError('breaker_open', `circuit open for ${this.service}`, { retryAfterS: this.retryAfterS() });
       }
       throw new DownstreamError('network', (err as Error).message, { cause: err });
+    }
+  }
+
+  /**
+   * A streak of network failures (refused, reset) opens the breaker at once: nothing listens, and
+   * after healthy traffic the failure percentage would need as many failures as there were calls.
+   */
+  #countStreak(kind: DownstreamFailure): void {
+    if (kind === 'breaker_open') return;
+    if (kind !== 'network') {
+      this.#networkStreak = 0;
+      return;
+    }
+    const limit = this.config.breaker.networkFailureStreak;
+    if (limit > 0 && ++this.#networkStreak >= limit && !this.breaker.opened) {
+      this.#networkStreak = 0;
+      this.breaker.open();
     }
   }
 

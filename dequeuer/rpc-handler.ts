@@ -17,6 +17,11 @@ export interface RpcHandlerDeps {
   logger: Logger;
   /** The rpc queue's name (span names). */
   queue: string;
+  /**
+   * Whether the requester behind a direct reply-to address is still there. A request whose client
+   * already had its 503 (the enqueuer's channel closed) must not reach the downstream.
+   */
+  requesterAlive?: (replyTo: string) => Promise<boolean>;
 }
 
 /** Outcome label of a downstream call for metrics. */
@@ -76,6 +81,11 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     if (remainingMs <= 0) {
       expired.inc();
       logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
+      return 'ack';
+    }
+    if (replyTo && deps.requesterAlive && !(await deps.requesterAlive(replyTo))) {
+      metrics.requesterGone.inc({ service });
+      logger.info({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request skipped: its requester is gone (reply channel closed)');
       return 'ack';
     }
     inflight.inc();

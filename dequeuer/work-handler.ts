@@ -89,6 +89,9 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       });
   };
 
+  // A function, not an inline comparison: the state changes while the call is awaited.
+  const breakerOpen = (): boolean => downstream.state === 'open';
+
   const maxDelay = maxDelayMs(topology);
   const copyRetryMs = deps.copyRetryMs ?? 10_000;
 
@@ -162,6 +165,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
 
   async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string): Promise<Disposition> {
     if (downstream.state === 'open') return giveBack(env, ids, attempt);
+    const probe = downstream.state === 'half-open';
     metrics.attempts.inc({ service });
     emit(env, ids, { state: 'running', attempt });
     inflight.inc();
@@ -188,12 +192,18 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }
 
-    const decision = decide(outcome, attempt, policy);
+    const decision = decide(outcome, attempt, policy, Math.random, { probe, openAfter: breakerOpen() });
     const result = response ? toJobResult(response, deps.maxResultBytes) : undefined;
     if (!error && outcome.kind === 'response' && decision.action !== 'succeed') {
       error = { code: FAILURE_CODE.http_status, message: `downstream answered ${outcome.status}`, status: outcome.status };
     }
     switch (decision.action) {
+      case 'handBack':
+        // The downstream is down, not this job: back to the queue with the attempt it had.
+        metrics.handedBack.inc({ service });
+        logger.info({ ...ids, probe, error: error?.message }, 'downstream down (breaker open): job handed back, no attempt spent');
+        deps.onBreakerOpen();
+        return (await republish({ ...env, attempt }, ids, 0, 'giveback')) ? 'ack' : 'requeue';
       case 'succeed':
         emit(env, ids, { state: 'succeeded', attempt, ...(result ? { result } : {}) });
         metrics.succeeded.inc({ service });

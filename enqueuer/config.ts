@@ -29,6 +29,12 @@ export const enqueuerEnvShape = {
   PUBLISH_WINDOW: envInt(1, 100_000, 1024),
   /** How long a stop waits for in-flight requests (ms). @default 10000 */
   SHUTDOWN_GRACE_MS: envInt(0, 600_000, 10_000),
+  /**
+   * On stop, how long `/readyz` answers 503 while requests are still served, before the listener
+   * closes (ms): a load balancer probing every 5 s with 2 failures to eject needs 10 s to notice.
+   * @default 10000
+   */
+  DRAIN_DELAY_MS: envInt(0, 600_000, 10_000),
   /** Redis for the job store and idempotency keys (several replicas); unset = in-memory. @default unset */
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   /** Prefix of every Redis key. @default <GW_PREFIX>: */
@@ -136,6 +142,8 @@ export interface EnqueuerConfig extends BrokerSettings {
   publishTimeoutMs: number;
   publishWindow: number;
   shutdownGraceMs: number;
+  /** Not-ready time before the listener closes on stop (ms). */
+  drainDelayMs: number;
   redisUrl: string | undefined;
   redisKeyPrefix: string;
   jobStoreMaxJobs: number;
@@ -174,6 +182,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     publishWindow: e.PUBLISH_WINDOW,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    drainDelayMs: e.DRAIN_DELAY_MS,
     redisUrl: e.REDIS_URL,
     redisKeyPrefix: e.REDIS_KEY_PREFIX ?? `${e.GW_PREFIX}:`,
     jobStoreMaxJobs: e.JOB_STORE_MAX_JOBS,

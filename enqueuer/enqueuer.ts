@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Redis } from 'ioredis';
@@ -70,6 +70,9 @@ export class Enqueuer implements Lifecycle {
   #inflight = 0;
   #idleWaiters: Array<() => void> = [];
   #stopping: Promise<void> | undefined;
+  #listenerClosed = false;
+  /** Responses not finished yet: told `Connection: close` when the drain starts. */
+  #open = new Set<ServerResponse>();
 
   constructor(config: EnqueuerConfig, options: EnqueuerOptions) {
     this.config = config;
@@ -84,6 +87,7 @@ export class Enqueuer implements Lifecycle {
       logger: this.#logger,
       onPublish: (outcome, kind) => this.metrics.publishes.inc({ kind, outcome }),
       onLateReply: () => this.metrics.lateReplies.inc(),
+      onConfirmTimeout: () => this.#broker.markSuspect(),
     });
     this.metrics = createEnqueuerMetrics(this.registry, {
       publishPending: () => this.replies.publishPending,
@@ -197,17 +201,21 @@ export class Enqueuer implements Lifecycle {
       state: this.#state,
       broker: connected ? true : (this.#broker.lastError ?? this.#broker.state),
       notBlocked: !this.#broker.blocked,
+      responsive: !this.#broker.suspect,
       replyChannels: this.replies.openChannels > 0,
       // Not gating: jobs are still accepted safely, only their status view lags.
       events: this.events.connection.state === 'connected' ? true : (this.events.connection.lastError ?? this.events.connection.state),
     };
-    return { ready: this.#state === 'running' && connected && !this.#broker.blocked && this.replies.openChannels > 0, checks };
+    return { ready: this.#state === 'running' && connected && !this.#broker.blocked && !this.#broker.suspect && this.replies.openChannels > 0, checks };
   }
 
   #assertAccepting(): void {
-    if (this.#state !== 'running') throw new GatewayError('GW_ERR_SHUTTING_DOWN', undefined, { retryAfterS: 1 });
+    // Draining keeps serving until the listener closes: a load balancer still routes here until it
+    // has seen /readyz fail.
+    if (this.#state !== 'running' && !(this.#state === 'draining' && !this.#listenerClosed)) throw new GatewayError('GW_ERR_SHUTTING_DOWN', undefined, { retryAfterS: 1 });
     if (this.#broker.state !== 'connected') throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'not connected to the broker', { retryAfterS: 1 });
     if (this.#broker.blocked) throw new GatewayError('GW_ERR_BROKER_BLOCKED', undefined, { retryAfterS: 5 });
+    if (this.#broker.suspect) throw new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the broker connection is not responding', { retryAfterS: 1 });
   }
 
   #track<T>(work: Promise<T>): Promise<T> {
@@ -257,6 +265,16 @@ export class Enqueuer implements Lifecycle {
     }, app);
     // One above the limit so inputLimits() sees an overflow instead of Node silently dropping fields.
     server.maxHeadersCount = limits.maxHeaderCount + 1;
+    // While draining every response asks the client to close its keep-alive socket, so clients move
+    // to another instance before the listener closes instead of meeting a closed socket.
+    server.prependListener('request', (_req, res) => {
+      if (this.#state === 'draining') {
+        res.setHeader('connection', 'close');
+        return;
+      }
+      this.#open.add(res);
+      res.once('close', () => this.#open.delete(res));
+    });
     server.on('clientError', onClientError);
     server.on('checkExpectation', onCheckExpectation);
     server.on('connect', onConnectMethod);
@@ -298,11 +316,24 @@ export class Enqueuer implements Lifecycle {
     return this.#stopping;
   }
 
+  /**
+   * Drain in the order a load balancer can follow: `/readyz` false first while requests are still
+   * served (with `Connection: close`) for `drainDelayMs`; then the listener closes, idle sockets
+   * close, in-flight requests finish (up to the grace); then broker, stores and the rest close.
+   */
   async #stop(): Promise<void> {
     this.#setState('draining');
+    for (const res of this.#open) if (!res.headersSent) res.setHeader('connection', 'close');
+    this.#open.clear();
     const server = this.#server;
+    if (server && this.config.drainDelayMs > 0 && this.#state === 'draining') {
+      this.#logger.info({ drainDelayMs: this.config.drainDelayMs }, 'not ready; still serving until the drain delay is over');
+      await new Promise((resolve) => setTimeout(resolve, this.config.drainDelayMs));
+    }
+    this.#listenerClosed = true;
     server?.close();
     server?.closeIdleConnections();
+    this.#logger.info({ inflight: this.#inflight }, 'listener closed; finishing in-flight requests');
     if (this.#inflight > 0) {
       await Promise.race([
         new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),

@@ -1,6 +1,6 @@
 import type { ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { ConfirmPublisher, type PublishKind, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
+import { ConfirmPublisher, markMaybeDelivered, type PublishKind, type PublishOutcome } from '../shared/amqp/confirm-publisher.ts';
 export type { PublishKind };
 import { decodeReply, type PublishOptions, type ReplyEnvelope } from '../shared/envelope.ts';
 import { GatewayError } from '../shared/errors.ts';
@@ -35,6 +35,8 @@ export interface ReplyRouterOptions {
   logger: Logger;
   onPublish: (outcome: PublishOutcome, kind: PublishKind) => void;
   onLateReply: () => void;
+  /** A publish went unconfirmed for `publishTimeoutMs`. */
+  onConfirmTimeout?: () => void;
 }
 
 /**
@@ -84,6 +86,7 @@ export class ReplyRouter {
       maxPending: this.#options.publishWindow,
       isBlocked: this.#options.isBlocked,
       onOutcome: (outcome, kind) => this.#options.onPublish(outcome, kind),
+      ...(this.#options.onConfirmTimeout ? { onConfirmTimeout: this.#options.onConfirmTimeout } : {}),
     });
     const rc = new ReplyChannel(channel, publisher);
     channel.on('error', (err: Error) => this.#options.logger.warn({ err }, 'reply channel error'));
@@ -114,7 +117,8 @@ export class ReplyRouter {
     if (!rc.open) return;
     rc.open = false;
     this.#channels = this.#channels.filter((c) => c !== rc);
-    const err = new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the broker channel carrying this request closed', { retryAfterS: 1 });
+    // Every waiting request was written to this channel: the broker may still deliver it.
+    const err = markMaybeDelivered(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the broker channel carrying this request closed', { retryAfterS: 1 }));
     for (const entry of [...rc.pending.values()]) entry.settle(err);
     rc.publisher.failAll(err);
     const connection = this.#connection;

@@ -1,6 +1,9 @@
 // `npm start`: runs the demo downstream (:8081, service `echo`), the dequeuer (:8090) and the
 // enqueuer (:8080) against RABBITMQ_URL, or the local broker, or a private node it starts.
-// Ctrl-C stops all three gracefully (and the private node, if one was started).
+// Ctrl-C stops all three gracefully (and the private node, if one was started): the children run in
+// process groups of their own, so the terminal's SIGINT reaches only this launcher, which stops them
+// one at a time in reverse start order (enqueuer, dequeuer, then the downstream they call), each
+// with one SIGTERM; further Ctrl-Cs do not cut the drain short.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { findBroker } from './lib/find-broker.ts';
 
@@ -16,11 +19,15 @@ const common = {
   ...process.env,
   RABBITMQ_URL: broker.url,
   SERVICES_JSON: process.env.SERVICES_JSON ?? (process.env.SERVICES_FILE ? '' : JSON.stringify({ services: { echo: { url: `http://127.0.0.1:${demoPort}` } } })),
+  // No load balancer in front of a local run: stop without the readiness drain delay.
+  DRAIN_DELAY_MS: process.env.DRAIN_DELAY_MS ?? '0',
 };
 const children: ChildProcess[] = [];
 
 function run(name: string, file: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [file], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  // detached: its own process group, out of reach of the terminal's Ctrl-C (SIGINT goes to the
+  // whole foreground group); this launcher alone decides when and in which order children stop.
+  const child = spawn(process.execPath, [file], { env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
   child.on('exit', (code, signal) => {
     log(`${name} exited (${signal ?? code})`);
     if (!stopping) void stop(1);
@@ -56,8 +63,17 @@ async function stop(code: number): Promise<void> {
   await broker.node?.destroy();
   process.exit(code);
 }
-process.on('SIGINT', () => void stop(0));
-process.on('SIGTERM', () => void stop(0));
+const onSignal = (signal: NodeJS.Signals): void => {
+  if (stopping) log(`${signal}: already stopping, the drain continues`);
+  else log(`${signal}: stopping enqueuer, dequeuer, then demo`);
+  void stop(0);
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// If the launcher itself dies, its children (in their own groups) must not outlive it.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+});
 
 run('demo', 'demo/main.ts', { ...common, DEMO_PORT: demoPort });
 run('dequeuer', 'dequeuer/main.ts', { ...common, PORT: process.env.DEQUEUER_PORT ?? '8090' });

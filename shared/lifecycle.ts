@@ -12,14 +12,16 @@ export interface Lifecycle {
 
 /**
  * Installs SIGTERM/SIGINT handling for `main.ts`: the first signal stops the service gracefully and
- * exits 0 (1 on failure); a second signal exits at once. Also counts process-level errors.
+ * exits 0 (1 on failure). Later signals are logged and do not cut the drain short (a terminal's
+ * Ctrl-C and a supervisor's SIGTERM often arrive together); the stop is bounded by its own drain
+ * delay and grace, and SIGKILL remains for a hard stop. Also counts process-level errors.
  */
 export function handleSignals(service: Lifecycle, logger: Logger, onUnhandled: (err: unknown) => void): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+      logger.warn({ signal }, 'already stopping: the drain continues (SIGKILL stops at once)');
+      return;
     }
     stopping = true;
     logger.info({ signal }, 'signal received: stopping');

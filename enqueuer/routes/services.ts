@@ -5,6 +5,7 @@ import type { ServiceConfig } from '../../shared/config/services.ts';
 import { encodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../../shared/envelope.ts';
 import type { JobEvent } from '../../shared/events.ts';
 import { GatewayError } from '../../shared/errors.ts';
+import { maybeDelivered } from '../../shared/amqp/confirm-publisher.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { BreakerBoard } from '../events/breaker-board.ts';
@@ -59,6 +60,9 @@ export interface JobLogFields {
 
 /** Methods forwarded downstream. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** Clock margin past a cut-off sync request's deadline before its Idempotency-Key is freed. */
+const KEY_HOLD_MARGIN_MS = 1000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -142,7 +146,12 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     } catch (err) {
       if (hop) endHop(hop, (err as GatewayError).code ?? 'error');
       if (idemKey !== undefined && !res.headersSent) {
-        await idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
+        const release = (): Promise<void> => idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
+        // A sync request cut off after it was published may still be delivered and run until its
+        // deadline: the key stays held until then, so a retry with it cannot make a second call.
+        const holdMs = mode === 'sync' && maybeDelivered(err) ? env.deadline! - Date.now() + KEY_HOLD_MARGIN_MS : 0;
+        if (holdMs > 0) setTimeout(() => void release(), holdMs).unref();
+        else await release();
       }
       throw err;
     }

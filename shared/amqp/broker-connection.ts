@@ -17,6 +17,13 @@ export interface BrokerConnectionOptions {
   role: string;
   /** Heartbeat (s); 5–20 s detects a dead peer quickly without false positives. @default 10 */
   heartbeatS?: number;
+  /**
+   * A connected socket that receives nothing for this long is presumed dead and destroyed (which
+   * fails its channels and reconnects). RabbitMQ sends a heartbeat whenever it sent nothing for half
+   * the heartbeat, so one heartbeat of silence is two missed broker heartbeats. amqplib's own check
+   * needs two to three full heartbeats (25-27 s at 10 s). @default heartbeatS · 1000
+   */
+  deadPeerMs?: number;
   /** TCP connect timeout (ms). @default 5000 */
   connectTimeoutMs?: number;
   /** Reconnect backoff bounds (ms). @default 100 / 5000 */
@@ -70,6 +77,9 @@ export class BrokerConnection extends EventEmitter {
   #lastError: string | undefined;
   #reconnects = 0;
   #upWaiters: Array<() => void> = [];
+  #watch: NodeJS.Timeout | undefined;
+  /** `bytesRead` of the socket when a publish last went unconfirmed; undefined = not suspect. */
+  #suspectRx: number | undefined;
 
   constructor(options: BrokerConnectionOptions) {
     super();
@@ -96,6 +106,66 @@ export class BrokerConnection extends EventEmitter {
   }
   get reconnects(): number {
     return this.#reconnects;
+  }
+
+  /**
+   * True after {@link markSuspect} until the broker sends anything again: a publish went
+   * unconfirmed and nothing arrived since, as in a silent partition. New work should be refused at
+   * once instead of waiting for its own publish timeout; the dead-peer check closes the connection
+   * if the silence lasts.
+   */
+  get suspect(): boolean {
+    if (this.#suspectRx === undefined) return false;
+    const rx = socketOf(this.#connection)?.bytesRead;
+    if (this.#state !== 'connected' || rx === undefined || rx !== this.#suspectRx) {
+      this.#suspectRx = undefined;
+      return false;
+    }
+    return true;
+  }
+
+  /** A publish on this connection was not confirmed in time: suspect until the broker speaks again. */
+  markSuspect(): void {
+    const rx = socketOf(this.#connection)?.bytesRead;
+    if (this.#state === 'connected' && rx !== undefined && this.#suspectRx === undefined) {
+      this.#suspectRx = rx;
+      this.#options.logger.warn({ role: this.role }, 'publish not confirmed and nothing heard from the broker since: connection suspect');
+    }
+  }
+
+  /**
+   * Watches the socket's received byte count; a silence of `deadPeerMs` destroys the socket. A
+   * late timer (the event loop was blocked, so the socket was not read either) never counts.
+   */
+  #watchPeer(conn: ChannelModel): void {
+    clearInterval(this.#watch);
+    const socket = socketOf(conn);
+    if (!socket) return;
+    const deadMs = this.#options.deadPeerMs ?? (this.#options.heartbeatS ?? 10) * 1000;
+    const tickMs = Math.min(250, Math.max(25, Math.floor(deadMs / 8)));
+    let lastRx = socket.bytesRead;
+    let lastRxAt = Date.now();
+    let lastTick = lastRxAt;
+    this.#watch = setInterval(() => {
+      const now = Date.now();
+      const late = now - lastTick > tickMs + 1000;
+      lastTick = now;
+      if (this.#connection !== conn || socket.destroyed) {
+        clearInterval(this.#watch);
+        return;
+      }
+      if (socket.bytesRead !== lastRx || late) {
+        lastRx = socket.bytesRead;
+        lastRxAt = now;
+        return;
+      }
+      if (now - lastRxAt >= deadMs) {
+        clearInterval(this.#watch);
+        this.#options.logger.warn({ role: this.role, silentMs: now - lastRxAt }, 'nothing received from the broker for two heartbeats: connection presumed dead');
+        socket.destroy(new Error(`no data from the broker for ${now - lastRxAt} ms (missed heartbeats)`));
+      }
+    }, tickMs);
+    this.#watch.unref();
   }
 
   /** Starts connecting in the background; never rejects because the broker is down. */
@@ -152,6 +222,8 @@ export class BrokerConnection extends EventEmitter {
       if ((this.#state as ConnectionState) === 'closed') return;
       this.#generation = generation;
       this.#state = 'connected';
+      this.#suspectRx = undefined;
+      this.#watchPeer(conn);
       this.#attempt = 0;
       this.#lastError = undefined;
       o.logger.info({ role: o.role, url: redactUrl(url), generation }, 'broker connected');
@@ -194,6 +266,8 @@ export class BrokerConnection extends EventEmitter {
     conn.on('close', (err?: Error) => {
       if (this.#connection !== conn) return;
       this.#connection = undefined;
+      clearInterval(this.#watch);
+      this.#suspectRx = undefined;
       const wasUp = this.#state === 'connected';
       if (this.#blocked) {
         this.#blocked = false;
@@ -227,11 +301,21 @@ export class BrokerConnection extends EventEmitter {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearTimeout(this.#timer);
+    clearInterval(this.#watch);
     this.#timer = undefined;
     const conn = this.#connection;
     this.#connection = undefined;
     if (conn) await conn.close().catch(() => {});
   }
+}
+
+/** The socket under an amqplib connection (for its received byte count), if it exposes one. */
+function socketOf(model: ChannelModel | undefined): { bytesRead: number; destroyed: boolean; destroy(err?: Error): void } | undefined {
+  const stream = (model as unknown as { connection?: { stream?: unknown } } | undefined)?.connection?.stream as
+    { bytesRead?: unknown; destroy?: unknown } | undefined;
+  return stream && typeof stream.bytesRead === 'number' && typeof stream.destroy === 'function'
+    ? (stream as { bytesRead: number; destroyed: boolean; destroy(err?: Error): void })
+    : undefined;
 }
 
 /** Rejects after `ms`; a connection that arrives later is closed. */

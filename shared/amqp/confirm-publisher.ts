@@ -22,6 +22,25 @@ export interface ConfirmPublisherOptions {
   isBlocked?: () => boolean;
   /** Called once per publish with its outcome and kind (metrics). */
   onOutcome?: (outcome: PublishOutcome, kind: PublishKind) => void;
+  /** A publish went unconfirmed for `timeoutMs` (a liveness signal for the connection). */
+  onConfirmTimeout?: () => void;
+}
+
+const indeterminate = new WeakSet<Error>();
+
+/**
+ * True when the error ended a publish that had already been written to the channel without a
+ * confirm (channel or connection lost, confirm timeout): the broker may have the message, so a
+ * request it carried may still run. False for definite refusals (nack, return, blocked, not sent).
+ */
+export function maybeDelivered(err: unknown): boolean {
+  return err instanceof Error && indeterminate.has(err);
+}
+
+/** Marks `err` as ending a publish whose fate is unknown (see {@link maybeDelivered}). */
+export function markMaybeDelivered<E extends Error>(err: E): E {
+  indeterminate.add(err);
+  return err;
 }
 
 interface Pending {
@@ -39,7 +58,7 @@ interface Pending {
  */
 export class ConfirmPublisher {
   readonly channel: ConfirmChannel;
-  #options: Required<Omit<ConfirmPublisherOptions, 'onOutcome' | 'isBlocked'>> & ConfirmPublisherOptions;
+  #options: Required<Omit<ConfirmPublisherOptions, 'onOutcome' | 'isBlocked' | 'onConfirmTimeout'>> & ConfirmPublisherOptions;
   #pending = new Map<string, Pending>();
   #returned = new Set<string>();
   #closed = false;
@@ -51,7 +70,7 @@ export class ConfirmPublisher {
       const id = msg.properties.messageId as string | undefined;
       if (id !== undefined && this.#pending.has(id)) this.#returned.add(id);
     });
-    channel.on('close', () => this.failAll(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel closed before the publish was confirmed', { retryAfterS: 1 }), 'closed'));
+    channel.on('close', () => this.failAll(closedError(), 'closed'));
   }
 
   /** Unconfirmed publishes. */
@@ -75,17 +94,21 @@ export class ConfirmPublisher {
     if (this.#pending.has(id)) return Promise.reject(new Error(`duplicate in-flight messageId ${id}`));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#settle(id, 'timeout', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 }));
+        this.#settle(id, 'timeout', markMaybeDelivered(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 })));
+        this.#options.onConfirmTimeout?.();
       }, this.#options.timeoutMs);
       this.#pending.set(id, { kind, resolve, reject, timer });
       try {
         this.channel.publish(exchange, routingKey, content, { ...options, mandatory: true }, (err: unknown) => {
-          if (err) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
+          // amqplib calls back with 'message nacked' for a basic.nack and 'channel closed' for every
+          // publish still unconfirmed when the channel closes: only the first is a full queue.
+          if (err && isNack(err)) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
+          else if (err) this.#settle(id, 'closed', closedError());
           else if (this.#returned.has(id)) this.#settle(id, 'returned', new GatewayError('GW_ERR_UNROUTABLE', `no queue bound for ${exchange}/${routingKey}`, { retryAfterS: 5 }));
           else this.#settle(id, 'confirmed');
         });
       } catch (err) {
-        // amqplib throws synchronously on a closed channel or a value it cannot encode; its message
+        // amqplib throws synchronously on a closed channel or a value it cannot encode (not sent); its message
         // stays in `cause` (logged), never in the client-facing detail.
         this.#settle(id, 'closed', new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'the message could not be handed to the broker', { retryAfterS: 1, cause: err }));
       }
@@ -122,4 +145,14 @@ export class ConfirmPublisher {
     this.#closed = true;
     for (const id of [...this.#pending.keys()]) this.#settle(id, outcome, err);
   }
+}
+
+/** A confirm failed by a closed channel or connection: the broker may or may not have the message. */
+function closedError(): GatewayError {
+  return markMaybeDelivered(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel closed before the publish was confirmed', { retryAfterS: 1 }));
+}
+
+/** amqplib's error for a `basic.nack` (lib/channel.js); anything else failing a confirm is a close. */
+function isNack(err: unknown): boolean {
+  return err instanceof Error && err.message === 'message nacked';
 }

@@ -83,6 +83,12 @@ export const serviceSchema = z
         baseMs: z.number().int().positive().default(200),
         /** Backoff cap (ms). @default 30000 */
         capMs: z.number().int().positive().default(30_000),
+        /**
+         * Backoff base after a network error (connection refused or reset): the delay is drawn from
+         * [½, 1] · min(cap, base·2^(attempt-1)), so 5 attempts span at least 15 s, a downstream restart.
+         * @default 2000
+         */
+        networkBaseMs: z.number().int().positive().default(2000),
         /** Downstream statuses that are retried (network errors and timeouts always are). */
         retryableStatus: z.array(z.number().int().min(100).max(599)).default([408, 429, 500, 502, 503, 504]),
       })
@@ -97,6 +103,12 @@ export const serviceSchema = z
         resetTimeoutMs: z.number().int().positive().default(5000),
         /** Rolling statistics window (ms). @default 10000 */
         rollingWindowMs: z.number().int().positive().default(10_000),
+        /**
+         * Consecutive network failures (refused, reset: nothing answered) that open the breaker at
+         * once, whatever the rolling window says: after healthy traffic the percentage needs as many
+         * failures as there were successes. 0 = off. @default 5
+         */
+        networkFailureStreak: z.number().int().min(0).default(5),
       })
       .prefault({}),
     /** Request headers forwarded downstream (lower case). */

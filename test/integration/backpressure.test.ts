@@ -46,7 +46,7 @@ describe('backpressure: a flood beyond the sync queue bound', () => {
     base = `http://127.0.0.1:${port}`;
     child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, 'enqueuer/main.ts'], {
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, RABBITMQ_URL: url, GW_PREFIX: prefix, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      env: { ...process.env, RABBITMQ_URL: url, GW_PREFIX: prefix, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', DRAIN_DELAY_MS: '0',
         SERVICES_JSON: JSON.stringify({ services }).replaceAll('{DEMO}', stack.demo.url) },
     });
     const until = Date.now() + 30_000;

@@ -60,7 +60,7 @@ export class Stack {
   static async start(o: StackOptions): Promise<Stack> {
     const demo = await new DemoDownstream().listen();
     const services = JSON.stringify({ services: o.services ?? { echo: { url: '{DEMO}' } } }).replaceAll('{DEMO}', demo.url);
-    const base = { RABBITMQ_URL: o.url, GW_PREFIX: o.prefix, SERVICES_JSON: services, PORT: '0', HOST: '127.0.0.1', HEARTBEAT_S: '5' };
+    const base = { RABBITMQ_URL: o.url, GW_PREFIX: o.prefix, SERVICES_JSON: services, PORT: '0', HOST: '127.0.0.1', HEARTBEAT_S: '5', DRAIN_DELAY_MS: '0' };
     const enqueuerConfig = loadEnqueuerConfig({ ...base, ...o.enqueuerEnv });
     const dequeuerConfig = loadDequeuerConfig({ ...base, SHUTDOWN_GRACE_MS: '2000', ...o.dequeuerEnv });
     const stack = new Stack(demo, enqueuerConfig, dequeuerConfig, o.logs ?? new LogSink());
