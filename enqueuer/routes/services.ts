@@ -115,6 +115,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     // From the claim on, one try: any failure before an answer was sent releases the key, so a
     // corrected retry runs at once instead of waiting for the claim and getting 409.
     let hop: ReturnType<typeof startHop> | undefined;
+    let syncDeadline: number | undefined;
     try {
       const now = Date.now();
       const env: RequestEnvelope = {
@@ -131,7 +132,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
         enqueuedAt: now,
         body,
       };
-      if (mode === 'sync') env.deadline = now + waitMs!;
+      if (mode === 'sync') syncDeadline = env.deadline = now + waitMs!;
       const clientTraceparent = validTraceparent(req.headers.traceparent);
       const tracestate = clientTraceparent ? validTracestate(req.headers.tracestate) : undefined;
       if (tracestate !== undefined) env.tracestate = tracestate;
@@ -149,7 +150,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
         const release = (): Promise<void> => idempotency.release(tenant, idemKey).catch((e: unknown) => deps.logger.warn({ err: e, tenant, requestId: req.id }, 'could not release an idempotency key'));
         // A sync request cut off after it was published may still be delivered and run until its
         // deadline: the key stays held until then, so a retry with it cannot make a second call.
-        const holdMs = mode === 'sync' && maybeDelivered(err) ? env.deadline! - Date.now() + KEY_HOLD_MARGIN_MS : 0;
+        const holdMs = syncDeadline !== undefined && maybeDelivered(err) ? syncDeadline - Date.now() + KEY_HOLD_MARGIN_MS : 0;
         if (holdMs > 0) setTimeout(() => void release(), holdMs).unref();
         else await release();
       }
