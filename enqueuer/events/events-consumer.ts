@@ -8,7 +8,7 @@ export interface EventsConsumerOptions {
   url: string;
   heartbeatS: number;
   /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
-  writeBatching?: boolean;
+  writeBatching?: boolean | 'loop' | 'tick';
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
   logger: Logger;
   /** The `<prefix>.events` topic exchange. */
