@@ -168,7 +168,7 @@ export class ReplyRouter {
       const entry: PendingReply = { settle };
       rc.pending.set(id, entry);
       rc.publisher
-        .publish(exchange, routingKey, content, { ...options, correlationId: id, replyTo: DIRECT_REPLY_TO }, 'sync')
+        .publish(exchange, routingKey, content, { ...options, replyTo: DIRECT_REPLY_TO }, 'sync')
         .catch((err: Error) => settle(err));
     });
   }

@@ -72,34 +72,46 @@ export class EnvelopeError extends Error {
 
 export type PublishOptions = Options.Publish & { messageId: string };
 
+/**
+ * AMQP properties and headers of a request. A sync request carries only what its consumer reads
+ * (docs/adr/1401): no `correlationId` (the reply is correlated by `messageId`, the job id), no
+ * `type`/`appId`, no empty `gw-query`; amqplib encodes every field per message and the broker
+ * parses them, so each one is CPU on both sides of the hot path. Async jobs keep them all (they are
+ * stored, dead-lettered and shown by the DLQ API).
+ */
 export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; expirationMs?: number } = {}): PublishOptions {
+  const sync = env.mode === 'sync';
   const headers: Record<string, unknown> = {
     [HEADER.version]: ENVELOPE_VERSION,
     [HEADER.mode]: env.mode,
     [HEADER.service]: env.service,
     [HEADER.method]: env.method,
     [HEADER.path]: env.path,
-    [HEADER.query]: env.query,
+  };
+  if (!sync || env.query) headers[HEADER.query] = env.query;
+  Object.assign(headers, {
     [HEADER.headers]: JSON.stringify(env.headers),
     [HEADER.tenant]: env.tenant,
     [HEADER.requestId]: env.requestId,
     [HEADER.attempt]: env.attempt,
     [HEADER.enqueuedAt]: env.enqueuedAt,
-  };
+  });
   if (env.deadline !== undefined) headers[HEADER.deadline] = env.deadline;
   if (env.firstFailedAt !== undefined) headers[HEADER.firstFailedAt] = env.firstFailedAt;
   if (env.lastError !== undefined) headers[HEADER.lastError] = env.lastError.slice(0, 512);
   if (env.traceparent) headers[HEADER.traceparent] = env.traceparent;
   if (env.tracestate) headers[HEADER.tracestate] = env.tracestate;
-  const options: PublishOptions = {
-    messageId: env.jobId,
-    correlationId: env.jobId,
-    timestamp: Math.floor(env.enqueuedAt / 1000),
-    type: 'gw.request.v1',
-    appId: 'gw-enqueuer',
-    persistent: env.mode === 'async',
-    headers,
-  };
+  const options: PublishOptions = sync
+    ? { messageId: env.jobId, timestamp: Math.floor(env.enqueuedAt / 1000), persistent: false, headers }
+    : {
+      messageId: env.jobId,
+      correlationId: env.jobId,
+      timestamp: Math.floor(env.enqueuedAt / 1000),
+      type: 'gw.request.v1',
+      appId: 'gw-enqueuer',
+      persistent: true,
+      headers,
+    };
   const contentType = env.headers['content-type'];
   if (contentType) options.contentType = contentType;
   if (extra.replyTo) options.replyTo = extra.replyTo;
@@ -168,17 +180,19 @@ export interface ReplyEnvelope {
   error?: { code: ErrorCode; detail?: string; retryAfterS?: number };
 }
 
+/** A reply carries its status, the forwarded headers (omitted when none) and a gateway error if any (docs/adr/1401). */
 export function encodeReply(correlationId: string, reply: ReplyEnvelope): Options.Publish {
-  const headers: Record<string, unknown> = {
-    [HEADER.status]: reply.status,
-    [HEADER.headers]: JSON.stringify(reply.headers),
-  };
+  const headers: Record<string, unknown> = { [HEADER.status]: reply.status };
+  for (const _ in reply.headers) {
+    headers[HEADER.headers] = JSON.stringify(reply.headers);
+    break;
+  }
   if (reply.error) {
     headers[HEADER.errorCode] = reply.error.code;
     if (reply.error.detail) headers[HEADER.errorDetail] = reply.error.detail.slice(0, 512);
     if (reply.error.retryAfterS !== undefined) headers[HEADER.retryAfterS] = reply.error.retryAfterS;
   }
-  return { correlationId, persistent: false, type: 'gw.reply.v1', headers };
+  return { correlationId, headers };
 }
 
 export function decodeReply(msg: Message): ReplyEnvelope {

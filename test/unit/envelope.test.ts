@@ -42,4 +42,18 @@ describe('message envelope v1', () => {
     const err = encodeReply('c1', { status: 0, headers: {}, body: Buffer.alloc(0), error: { code: 'GW_ERR_BREAKER_OPEN', retryAfterS: 3 } });
     expect(decodeReply(asMessage(Buffer.alloc(0), err)).error).toEqual({ code: 'GW_ERR_BREAKER_OPEN', retryAfterS: 3 });
   });
+
+  it('sends a sync request and a reply with only the fields their consumers read (ADR 1401), async jobs with all of them', () => {
+    const sync = encodeRequest({ ...env, query: '' }, { expirationMs: 1000 });
+    expect(sync).not.toHaveProperty('correlationId');
+    expect(sync).not.toHaveProperty('type');
+    expect(sync).not.toHaveProperty('appId');
+    expect(sync.headers).not.toHaveProperty('gw-query');
+    expect(decodeRequest(asMessage(env.body, sync))).toEqual({ ...env, query: '' });
+    const job = encodeRequest({ ...env, mode: 'async', query: '' });
+    expect(job).toMatchObject({ correlationId: 'job-1', type: 'gw.request.v1', appId: 'gw-enqueuer', headers: { 'gw-query': '' } });
+    const bare = encodeReply('c1', { status: 204, headers: {}, body: Buffer.alloc(0) });
+    expect(Object.keys(bare.headers!)).toEqual(['gw-status']);
+    expect(decodeReply(asMessage(Buffer.alloc(0), bare))).toEqual({ status: 204, headers: {}, body: Buffer.alloc(0) });
+  });
 });
