@@ -28,13 +28,14 @@ import { headroomWarning, renderBenchmarksMd, renderCpuTable, renderLatencySvg, 
 import { growthBetween, summarize, type RunResult, type Sample } from './lib/stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
+const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
 type ScenarioName = (typeof ALL)[number];
 
 const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
   direct: { title: 'autocannon → plain node:http echo (no gateway)', kind: 'baseline' },
   'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer (prefetch 32, undici) → echo', kind: 'baseline' },
   'express-pipeline': { title: 'minimal Express 5 front, shared direct reply-to, no confirms → amqplib consumer (prefetch 64, undici) → echo', kind: 'baseline' },
+  'express-confirms': { title: 'the same pipeline with mandatory publishes and publisher confirms (fails fast like the gateway)', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
   'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to echo + ack', kind: 'baseline' },
   sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
@@ -114,6 +115,7 @@ const enqueuerPorts = [await freePort(), await freePort()];
 const enqueuerPort = enqueuerPorts[0]!;
 const dequeuerPorts = [await freePort(), await freePort()];
 const expressPort = await freePort();
+const confirmsPort = await freePort();
 const downstreamUrl = `http://127.0.0.1:${downstreamPort}`;
 const servicesDoc = { services: { echo: { url: downstreamUrl, work: { maxLength: S.workMaxLength } } } };
 // The broker in use, by the process listening on its AMQP port (other RabbitMQ nodes may run here).
@@ -146,6 +148,7 @@ let rawConsumer: Child | undefined;
 let downstream: Child | undefined;
 let expressFront: Child | undefined;
 let expressWorker: Child | undefined;
+let confirmsFront: Child | undefined;
 
 async function startEnqueuer(i: 0 | 1 = 0): Promise<void> {
   if (enqueuers[i]) return;
@@ -272,9 +275,18 @@ async function runAll(): Promise<void> {
     expressFront = group.spawnNode('express-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.xrpcQueue, PORT: String(expressPort) });
     await waitForLine(expressFront, '"ready":true', 30_000);
   }
+  if (has('express-confirms')) {
+    expressWorker ??= group.spawnNode('express-worker', join(ROOT, 'bench/baselines/raw-rpc-consumer.ts'), {
+      ...baseEnv, QUEUE: raw.xrpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '64',
+    });
+    if (!has('express-pipeline')) await waitForLine(expressWorker, '"ready":true', 30_000);
+    confirmsFront = group.spawnNode('express-confirms-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.xrpcQueue, PORT: String(confirmsPort), CONFIRMS: '1' });
+    await waitForLine(confirmsFront, '"ready":true', 30_000);
+  }
   const expressUrl = `http://127.0.0.1:${expressPort}/v1/services/echo/echo`;
-  const expressRoles = (): RoleMap => ({
-    front: expressFront!.pid, worker: expressWorker!.pid, loadgen: process.pid,
+  const confirmsUrl = `http://127.0.0.1:${confirmsPort}/v1/services/echo/echo`;
+  const expressRoles = (front: Child): RoleMap => ({
+    front: front.pid, worker: expressWorker!.pid, loadgen: process.pid,
     ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid,
   });
   const rawRpcRoles = (): RoleMap => ({ worker: rawConsumer!.pid, loadgen: process.pid, ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid });
@@ -296,12 +308,17 @@ async function runAll(): Promise<void> {
     },
     'express-pipeline': {
       warmup: () => httpLoad({ url: expressUrl, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
-      run: () => measured(expressRoles(), () =>
+      run: () => measured(expressRoles(expressFront!), () =>
         httpLoad({ url: expressUrl, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 })),
+    },
+    'express-confirms': {
+      warmup: () => httpLoad({ url: confirmsUrl, connections: S.connections, durationS: S.warmupS, headers: jsonHeaders, body: PAYLOAD_1KIB }),
+      run: () => measured(expressRoles(confirmsFront!), () =>
+        httpLoad({ url: confirmsUrl, connections: S.connections, durationS: S.durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 200 })),
     },
     sync: { warmup: () => syncLoad(S.warmupS), run: () => measured(gatewayRoles(), () => syncLoad(S.durationS)) },
   });
-  for (const c of [rawConsumer, expressFront, expressWorker]) if (c) await group.stop(c);
+  for (const c of [rawConsumer, expressFront, confirmsFront, expressWorker]) if (c) await group.stop(c);
 
   if (has('scale') && !interrupted) {
     try {

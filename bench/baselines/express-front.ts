@@ -3,7 +3,9 @@
 // amqplib connection (`noDelay`) and one channel without confirms, one shared direct reply-to
 // consumer and a correlation map; the request is published to the worker's queue and the reply's
 // status and body are sent back. The worker is raw-rpc-consumer.ts with prefetch 64.
-// Env: RABBITMQ_URL, QUEUE, PORT, REPLY_TIMEOUT_MS.
+// CONFIRMS=1 makes it publish mandatory on a confirm channel and answer 503 at once on a nack or a
+// return, as the gateway does: the `express-confirms` row, which prices the confirms (docs/adr/1402).
+// Env: RABBITMQ_URL, QUEUE, PORT, REPLY_TIMEOUT_MS, CONFIRMS.
 import { connect, type ConsumeMessage } from 'amqplib';
 import express, { type Response } from 'express';
 
@@ -13,9 +15,18 @@ const port = Number(process.env.PORT ?? 8090);
 const timeoutMs = Number(process.env.REPLY_TIMEOUT_MS ?? 30_000);
 const REPLY_TO = 'amq.rabbitmq.reply-to';
 
+const confirms = process.env.CONFIRMS === '1';
 const connection = await connect(url, { noDelay: true });
-const channel = await connection.createChannel();
+const channel = confirms ? await connection.createConfirmChannel() : await connection.createChannel();
 const pending = new Map<string, { res: Response; timer: NodeJS.Timeout }>();
+const fail = (id: string): void => {
+  const entry = pending.get(id);
+  if (!entry) return;
+  pending.delete(id);
+  clearTimeout(entry.timer);
+  entry.res.status(503).json({ error: 'not routed or not accepted' });
+};
+channel.on('return', (msg: ConsumeMessage) => fail(msg.properties.correlationId as string));
 await channel.consume(REPLY_TO, (msg: ConsumeMessage | null) => {
   if (!msg) return;
   const id = msg.properties.correlationId as string;
@@ -36,7 +47,9 @@ app.post('/v1/services/echo/echo', express.raw({ type: () => true, limit: '1mb' 
     res.status(504).json({ error: 'timeout' });
   }, timeoutMs);
   pending.set(id, { res, timer });
-  channel.publish('', queue, req.body as Buffer, { correlationId: id, replyTo: REPLY_TO, contentType: req.get('content-type') ?? 'application/octet-stream' });
+  const options = { correlationId: id, replyTo: REPLY_TO, contentType: req.get('content-type') ?? 'application/octet-stream' };
+  if (confirms) channel.publish('', queue, req.body as Buffer, { ...options, mandatory: true }, (err: unknown) => err && fail(id));
+  else channel.publish('', queue, req.body as Buffer, options);
 });
 const server = app.listen(port, '127.0.0.1', () => process.stdout.write(`{"ready":true,"port":${port}}\n`));
 

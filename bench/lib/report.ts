@@ -49,7 +49,9 @@ export const TARGETS: readonly Target[] = [
 export const CONTEXT_RATIOS: readonly Omit<Target, 'kind' | 'bound'>[] = [
   { label: 'raw RPC throughput vs direct HTTP', scenario: 'raw-rpc', baseline: 'direct', metric: 'throughput' },
   { label: 'sync throughput vs direct HTTP', scenario: 'sync', baseline: 'direct', metric: 'throughput' },
-  { label: 'scale (2 dequeuers) vs sync (1 dequeuer)', scenario: 'scale', baseline: 'sync', metric: 'throughput' },
+  { label: 'scale (2 enqueuers, 2 dequeuers) vs sync (1 each)', scenario: 'scale', baseline: 'sync', metric: 'throughput' },
+  { label: 'Express pipeline with confirms vs without (the price of confirms)', scenario: 'express-confirms', baseline: 'express-pipeline', metric: 'throughput' },
+  { label: 'sync throughput vs Express pipeline with confirms', scenario: 'sync', baseline: 'express-confirms', metric: 'throughput' },
 ];
 
 /** One evaluated ratio. */
