@@ -10,7 +10,7 @@ export interface DeadLettersOptions {
   url: string;
   heartbeatS: number;
   /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
-  writeBatching?: boolean | 'loop' | 'tick';
+  writeBatching?: boolean;
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
   topology: Topology;
   logger: Logger;

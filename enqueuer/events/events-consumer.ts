@@ -8,7 +8,7 @@ export interface EventsConsumerOptions {
   url: string;
   heartbeatS: number;
   /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
-  writeBatching?: boolean | 'loop' | 'tick';
+  writeBatching?: boolean;
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
   logger: Logger;
   /** The `<prefix>.events` topic exchange. */

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { connect, type ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import { fullJitterDelayMs } from '../backoff.ts';
-import { batchSocketWrites, type WriteBatching } from './write-batching.ts';
+import { batchSocketWrites } from './write-batching.ts';
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'disconnected' | 'closed';
 
@@ -31,8 +31,8 @@ export interface BrokerConnectionOptions {
   reconnectCapMs?: number;
   /** TLS options for `amqps://` (CA, cert, key), passed to `tls.connect`. */
   tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer; passphrase?: string };
-  /** Cork the socket so an event-loop iteration's (`loop`, `true`) or one callback's (`tick`) frames leave in one `writev` ({@link batchSocketWrites}). @default true */
-  writeBatching?: boolean | WriteBatching;
+  /** Cork the socket for one event-loop turn so a turn's frames leave in one `writev` ({@link batchSocketWrites}). @default true */
+  writeBatching?: boolean;
   logger: Logger;
   /**
    * Runs after every (re)connect, before the connection counts as up: assert topology, open
@@ -212,7 +212,7 @@ export class BrokerConnection extends EventEmitter {
         await conn.close().catch(() => {});
         return;
       }
-      if (o.writeBatching !== false && !batchSocketWrites(conn, o.writeBatching === 'tick' ? 'tick' : 'loop')) {
+      if (o.writeBatching !== false && !batchSocketWrites(conn)) {
         o.logger.warn({ role: o.role }, 'amqplib connection has no corkable socket: frames are written one by one');
       }
       this.#attach(conn);

@@ -4,14 +4,6 @@ import type { Writable } from 'node:stream';
 const batched = new WeakSet<Writable>();
 
 /**
- * When a corked socket is uncorked. `loop` (default): in the check phase of the event-loop
- * iteration (`setImmediate`), so frames written by every I/O callback of one poll phase (replies to
- * several downstream answers, publishes of several HTTP requests) share one `writev`. `tick`: on the
- * next tick, so only the frames of one callback do (docs/adr/0006, docs/adr/1400).
- */
-export type WriteBatching = 'loop' | 'tick';
-
-/**
  * Makes the frames one event-loop turn writes to the broker leave in one `writev`.
  *
  * amqplib's `Mux` writes every queued frame (a publish, an ack, a reply) to the socket with its own
@@ -24,7 +16,7 @@ export type WriteBatching = 'loop' | 'tick';
  * Returns false, changing nothing, when the connection does not expose the socket shape this
  * relies on (a future amqplib); the broker then sees the same frames, only in more writes.
  */
-export function batchSocketWrites(model: ChannelModel, schedule: WriteBatching = 'loop'): boolean {
+export function batchSocketWrites(model: ChannelModel): boolean {
   const socket = (model as unknown as { connection?: { stream?: unknown } }).connection?.stream;
   if (!isCorkable(socket)) return false;
   if (batched.has(socket)) return true;
@@ -39,8 +31,7 @@ export function batchSocketWrites(model: ChannelModel, schedule: WriteBatching =
     if (!corked && !socket.destroyed) {
       corked = true;
       socket.cork();
-      if (schedule === 'loop') setImmediate(uncork);
-      else process.nextTick(uncork);
+      process.nextTick(uncork);
     }
     return write.apply(this, args);
   } as Writable['write'];

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { WriteBatching } from '../amqp/write-batching.ts';
 import { z } from 'zod';
 import { ConfigError, formatZodIssues } from './services.ts';
 
@@ -18,11 +17,8 @@ export const brokerEnvShape = {
   GW_PREFIX: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/).default('gw'),
   /** AMQP heartbeat (s). @default 10 */
   HEARTBEAT_S: envInt(1, 600, 10),
-  /**
-   * `true` sends the AMQP frames one event-loop iteration produces in one socket write (fewer
-   * syscalls; docs/adr/0006, docs/adr/1400); `tick` only those of one callback; `false` one write per frame. @default true
-   */
-  AMQP_WRITE_BATCHING: z.enum(['true', 'tick', 'false']).default('true'),
+  /** `true` sends the AMQP frames one event-loop turn produces in one socket write (fewer syscalls; see docs/adr/0006). @default true */
+  AMQP_WRITE_BATCHING: z.enum(['true', 'false']).default('true'),
   /** `assert` declares the topology at start-up; `passive` only checks it exists (locked-down broker). @default assert */
   TOPOLOGY_MODE: z.enum(['assert', 'passive']).default('assert'),
   /** CA bundle (PEM) for `amqps://`. */
@@ -64,8 +60,7 @@ export interface BrokerSettings {
   rabbitmqUrl: string;
   prefix: string;
   heartbeatS: number;
-  /** `loop` (one write per event-loop iteration), `tick` (per callback) or false. */
-  writeBatching: WriteBatching | false;
+  writeBatching: boolean;
   topologyMode: 'assert' | 'passive';
   delayUnitMs: number;
   tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
@@ -79,7 +74,7 @@ export function brokerSettings(e: z.infer<z.ZodObject<typeof brokerEnvShape>>): 
     rabbitmqUrl: e.RABBITMQ_URL,
     prefix: e.GW_PREFIX,
     heartbeatS: e.HEARTBEAT_S,
-    writeBatching: e.AMQP_WRITE_BATCHING === 'true' ? 'loop' : e.AMQP_WRITE_BATCHING === 'tick' ? 'tick' : false,
+    writeBatching: e.AMQP_WRITE_BATCHING === 'true',
     topologyMode: e.TOPOLOGY_MODE,
     delayUnitMs: e.DELAY_UNIT_MS,
     tls: readTls(e),
