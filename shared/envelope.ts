@@ -74,7 +74,7 @@ export type PublishOptions = Options.Publish & { messageId: string };
 
 /**
  * AMQP properties and headers of a request. A sync request carries only what its consumer reads
- * (docs/adr/1401): no `correlationId` (the reply is correlated by `messageId`, the job id), no
+ * (docs/adr/1400): no `correlationId` (the reply is correlated by `messageId`, the job id), no
  * `type`/`appId`, no empty `gw-query`; amqplib encodes every field per message and the broker
  * parses them, so each one is CPU on both sides of the hot path. Async jobs keep them all (they are
  * stored, dead-lettered and shown by the DLQ API).
@@ -180,7 +180,7 @@ export interface ReplyEnvelope {
   error?: { code: ErrorCode; detail?: string; retryAfterS?: number };
 }
 
-/** A reply carries its status, the forwarded headers (omitted when none) and a gateway error if any (docs/adr/1401). */
+/** A reply carries its status, the forwarded headers (omitted when none) and a gateway error if any (docs/adr/1400). */
 export function encodeReply(correlationId: string, reply: ReplyEnvelope): Options.Publish {
   const headers: Record<string, unknown> = { [HEADER.status]: reply.status };
   for (const _ in reply.headers) {

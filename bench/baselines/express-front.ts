@@ -4,7 +4,7 @@
 // consumer and a correlation map; the request is published to the worker's queue and the reply's
 // status and body are sent back. The worker is raw-rpc-consumer.ts with prefetch 64.
 // CONFIRMS=1 makes it publish mandatory on a confirm channel and answer 503 at once on a nack or a
-// return, as the gateway does: the `express-confirms` row, which prices the confirms (docs/adr/1402).
+// return, as the gateway does: the `express-confirms` row, which prices the confirms (docs/adr/1401).
 // Env: RABBITMQ_URL, QUEUE, PORT, REPLY_TIMEOUT_MS, CONFIRMS.
 import { connect, type ConsumeMessage } from 'amqplib';
 import express, { type Response } from 'express';

@@ -43,7 +43,7 @@ describe('message envelope v1', () => {
     expect(decodeReply(asMessage(Buffer.alloc(0), err)).error).toEqual({ code: 'GW_ERR_BREAKER_OPEN', retryAfterS: 3 });
   });
 
-  it('sends a sync request and a reply with only the fields their consumers read (ADR 1401), async jobs with all of them', () => {
+  it('sends a sync request and a reply with only the fields their consumers read (ADR 1400), async jobs with all of them', () => {
     const sync = encodeRequest({ ...env, query: '' }, { expirationMs: 1000 });
     expect(sync).not.toHaveProperty('correlationId');
     expect(sync).not.toHaveProperty('type');
