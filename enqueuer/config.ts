@@ -57,6 +57,8 @@ export const enqueuerEnvShape = {
   SWEEP_INTERVAL_MS: envInt(100, 3_600_000, 60_000),
   /** Concurrent server-sent-event streams per replica; beyond it 429. @default 1000 */
   SSE_MAX_CONNECTIONS: envInt(0, 100_000, 1000),
+  /** Concurrent server-sent-event streams of one tenant per replica; beyond it 429. @default 100 */
+  SSE_MAX_PER_TENANT: envInt(1, 100_000, 100),
   /** Heartbeat comment period on SSE streams (ms). @default 15000 */
   SSE_HEARTBEAT_MS: envInt(100, 600_000, 15_000),
   /** Bound of each replica's event queue (messages; oldest dropped beyond it). @default 100000 */
@@ -155,6 +157,7 @@ export interface EnqueuerConfig extends BrokerSettings {
   idempotencyWaitMs: number;
   sweepIntervalMs: number;
   sseMaxConnections: number;
+  sseMaxPerTenant: number;
   sseHeartbeatMs: number;
   eventsQueueMaxLength: number;
   dlqOpTimeoutMs: number;
@@ -194,6 +197,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     idempotencyWaitMs: e.IDEMPOTENCY_WAIT_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     sseMaxConnections: e.SSE_MAX_CONNECTIONS,
+    sseMaxPerTenant: Math.min(e.SSE_MAX_PER_TENANT, Math.max(1, e.SSE_MAX_CONNECTIONS)),
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,

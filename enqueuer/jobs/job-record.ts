@@ -121,6 +121,8 @@ export function decodeCursor(cursor: string): string {
 /** A list query, validated. */
 export interface ListQuery {
   service?: string;
+  /** Only jobs of these services (the API key's allow-list); undefined = every service. */
+  services?: ReadonlySet<string>;
   state?: JobState;
   limit: number;
   /** Index member to continue after (exclusive), from {@link decodeCursor}. */
@@ -135,5 +137,5 @@ export interface ListPage {
 
 /** Whether a record matches a list query's filters. */
 export function matchesQuery(r: JobRecord, q: ListQuery): boolean {
-  return (q.service === undefined || r.service === q.service) && (q.state === undefined || r.state === q.state);
+  return (q.service === undefined || r.service === q.service) && (q.services === undefined || q.services.has(r.service)) && (q.state === undefined || r.state === q.state);
 }

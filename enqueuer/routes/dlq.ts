@@ -8,6 +8,8 @@ import type { DeadLetters } from '../dlq.ts';
 import { bearer, json, linkHeader, pathParams, problems, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
 import { DeadLetterPageSchema, deadLetterView, ReplayResultSchema, sendPage } from '../http/views.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
+import { requireServiceAccess } from '../http/service-access.ts';
+import type { Guard } from '../security/guard.ts';
 
 export interface DlqRouteDeps {
   config: EnqueuerConfig;
@@ -18,6 +20,8 @@ export interface DlqRouteDeps {
   metrics: EnqueuerMetrics;
   /** Records a job event here and tells the other replicas (a replayed job is `queued` again). */
   recordEvent: (e: JobEvent) => void;
+  /** The key's service allow-list applies to every DLQ route (403). */
+  guard: Guard;
 }
 
 const DEFAULT_LIMIT = 50;
@@ -63,7 +67,9 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     return service;
   };
 
-  router.get('/v1/dlq/:service', async (req, res) => {
+  const access = requireServiceAccess(deps.guard);
+
+  router.get('/v1/dlq/:service', access, async (req, res) => {
     const service = serviceOf(req);
     const offset = decodeCursor(req.query.cursor);
     const limit = parseLimit(req.query.limit);
@@ -75,7 +81,7 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     );
   });
 
-  router.post('/v1/dlq/:service/replay', express.json({ limit: '256kb', strict: true }), async (req, res) => {
+  router.post('/v1/dlq/:service/replay', access, express.json({ limit: '256kb', strict: true }), async (req, res) => {
     const service = serviceOf(req);
     const parsed = replayBody.safeParse(req.body ?? {});
     if (!parsed.success) throw new GatewayError('GW_ERR_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
@@ -90,19 +96,19 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
       }
     }
     deps.logger.info(
-      { audit: 'dlq.replay', service, tenant, requestId: req.id, replayed: result.replayed.length, notFound: result.notFound.length, dryRun: result.dryRun, resetAttempts: parsed.data.resetAttempts === true },
+      { audit: 'dlq.replay', service, tenant, keyId: req.principal.keyId, requestId: req.id, replayed: result.replayed.length, notFound: result.notFound.length, dryRun: result.dryRun, resetAttempts: parsed.data.resetAttempts === true },
       'dlq replay',
     );
     res.json({ service, ...result });
   });
 
-  router.delete('/v1/dlq/:service/:id', async (req, res) => {
+  router.delete('/v1/dlq/:service/:id', access, async (req, res) => {
     const service = serviceOf(req);
     const id = req.params.id as string;
     const tenant = deps.tenantOf(req);
     const removed = await deadLetters.discard(service, tenant, id);
     if (removed === 0) throw new GatewayError('GW_ERR_DLQ_ENTRY_NOT_FOUND', `no dead-letter entry ${JSON.stringify(id.slice(0, 200))}`);
-    deps.logger.info({ audit: 'dlq.discard', service, tenant, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');
+    deps.logger.info({ audit: 'dlq.discard', service, tenant, keyId: req.principal.keyId, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');
     res.status(204).end();
   });
 

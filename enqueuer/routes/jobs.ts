@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { bearer, json, linkHeader, pathParams, problems, sse, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
 import { currentStateEvent, JobEventSchema, jobEventView, JobPageSchema, JobSchema, JobStateSchema, jobView, sendPage } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
+import type { Guard } from '../security/guard.ts';
+import { StreamSlots } from '../events/stream-slots.ts';
 
 export interface JobsRouteDeps {
   config: EnqueuerConfig;
@@ -17,6 +19,8 @@ export interface JobsRouteDeps {
   hub: JobEventHub;
   logger: Logger;
   tenantOf: (req: Request) => string;
+  /** The key's service allow-list: other services' jobs are not listed, read (404) or streamed. */
+  guard: Guard;
 }
 
 /** Default page size of `GET /v1/jobs`. */
@@ -55,24 +59,27 @@ export function parseListQuery(q: Record<string, unknown>, maxLimit: number): Li
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = Router();
   const { config, jobs, hub } = deps;
-  let streams = 0;
+  const slots = new StreamSlots(config.sseMaxConnections, config.sseMaxPerTenant);
+  const { guard } = deps;
 
   router.get('/v1/jobs', async (req, res) => {
     const query = parseListQuery(req.query as Record<string, unknown>, config.jobsListMaxLimit);
+    if (query.service !== undefined) guard.authorizeService(req.principal, query.service);
+    else if (req.principal.services) query.services = req.principal.services;
     const page = await jobs.list(deps.tenantOf(req), query);
     sendPage(res, { items: page.jobs.map(jobView), next: page.next ?? null }, { path: '/v1/jobs', query: { service: query.service, state: query.state, limit: String(query.limit) } });
   });
 
   router.get('/v1/jobs/:id', async (req, res) => {
     const job = await jobs.get(deps.tenantOf(req), req.params.id);
-    if (!job) throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
+    // A job of a service the key may not use does not exist for it (no existence leak).
+    if (!job || !guard.mayUse(req.principal, job.service)) throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
     res.setHeader('cache-control', 'no-store');
     res.json(jobView(job));
   });
 
-  /** Opens an SSE response with heartbeats; returns a writer and registers cleanup on close. */
-  function openStream(req: Request, res: Response, cleanup: () => void): (event: string, data: unknown, id?: number) => void {
-    streams++;
+  /** Opens an SSE response with heartbeats; returns a writer and registers cleanup (and the slot's release) on close. */
+  function openStream(req: Request, res: Response, cleanup: () => void, release: () => void): (event: string, data: unknown, id?: number) => void {
     res.status(200);
     res.setHeader('content-type', 'text/event-stream');
     res.setHeader('cache-control', 'no-store');
@@ -84,7 +91,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     res.once('close', () => {
       if (closed) return;
       closed = true;
-      streams--;
+      release();
       clearInterval(heartbeat);
       cleanup();
     });
@@ -93,15 +100,22 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     };
   }
 
-  function assertStreamSlot(): void {
-    if (streams >= config.sseMaxConnections) throw new GatewayError('GW_ERR_TOO_MANY_INFLIGHT', 'too many event streams open', { retryAfterS: 5 });
-  }
 
   /** One job: its current state first, then each later transition in order, closed after the final one. */
   router.get('/v1/jobs/:id/events', async (req, res) => {
-    assertStreamSlot();
     const tenant = deps.tenantOf(req);
-    const id = req.params.id;
+    // Reserved before the first await: concurrent opens cannot all pass the check.
+    const release = slots.reserve(tenant);
+    try {
+      await streamJob(req, res, tenant, release);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  });
+
+  async function streamJob(req: Request, res: Response, tenant: string, release: () => void): Promise<void> {
+    const id = req.params.id as string;
     const early: JobEvent[] = [];
     // Subscribe before reading the store: a transition between the two is buffered, not lost.
     let send = (e: JobEvent): void => void early.push(e);
@@ -113,11 +127,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       unsubscribe();
       throw err;
     }
-    if (!job) {
+    if (!job || !guard.mayUse(req.principal, job.service)) {
       unsubscribe();
       throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
     }
-    const write = openStream(req, res, unsubscribe);
+    const write = openStream(req, res, unsubscribe, release);
     let lastRank = job.rank;
     let done = job.terminal;
     write(job.state, currentStateEvent(job), job.rank);
@@ -136,18 +150,21 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       return;
     }
     for (const e of early.splice(0)) send(e);
-  });
+  }
 
   /** Every job transition of the caller's tenant (optionally `?service=`), as it happens. */
   router.get('/v1/events', (req, res) => {
-    assertStreamSlot();
     const service = req.query.service;
     if (service !== undefined && (typeof service !== 'string' || !SERVICE_NAME_PATTERN.test(service))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
+    if (service !== undefined) guard.authorizeService(req.principal, service);
+    const tenant = deps.tenantOf(req);
+    const release = slots.reserve(tenant);
+    const principal = req.principal;
     let write = (_event: string, _data: unknown): void => {};
-    const unsubscribe = hub.onTenant(deps.tenantOf(req), (e) => {
-      if (service === undefined || e.service === service) write(e.state, jobEventView(e));
+    const unsubscribe = hub.onTenant(tenant, (e) => {
+      if (service === undefined ? guard.mayUse(principal, e.service) : e.service === service) write(e.state, jobEventView(e));
     });
-    write = openStream(req, res, unsubscribe);
+    write = openStream(req, res, unsubscribe, release);
   });
 
   return router;

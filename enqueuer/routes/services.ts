@@ -101,8 +101,9 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const waitMs = prefer.waitS === undefined ? (mode === 'sync' ? config.defaultWaitMs : undefined) : Math.min(prefer.waitS * 1000, config.maxWaitMs);
     const tenant = deps.tenantOf(req);
     deps.assertAccepting();
-    if (mode === 'sync') {
-      // The per-tenant cap on waiting sync requests; released when the response ends either way.
+    if (mode === 'sync' || waitMs !== undefined) {
+      // The per-tenant cap on requests holding a connection open for an answer (sync, and async
+      // with `wait=N`); released when the response ends either way.
       res.once('close', deps.guard.acquireInflight(tenant));
     }
     const body = await readRawBody(req, config.bodyLimitBytes);

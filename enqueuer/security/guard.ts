@@ -65,9 +65,19 @@ export class Guard {
     throw new GatewayError('GW_ERR_UNAUTHORIZED', reason === 'missing' ? 'send Authorization: Bearer <api key>' : 'the API key is not valid');
   }
 
+  /**
+   * The service allow-list rule, for every route that names or returns a service: true when the
+   * key may use `service` (keys without a list may use every service). Routes that *return* data
+   * filter with it (a job of another service is a 404, its events are not streamed, its jobs not
+   * listed); routes that *name* a service call {@link authorizeService} (403). See docs/security.md.
+   */
+  mayUse(principal: Principal, service: string): boolean {
+    return principal.services === undefined || principal.services.has(service);
+  }
+
   /** 403 when the key may not call `service` (also for names that do not exist, so keys cannot probe). */
   authorizeService(principal: Principal, service: string): void {
-    if (principal.services && !principal.services.has(service)) {
+    if (!this.mayUse(principal, service)) {
       this.#events.onLimited?.('forbidden');
       throw new GatewayError('GW_ERR_FORBIDDEN', 'this API key may not call this service');
     }

@@ -10,12 +10,15 @@ import { LogSink, Stack } from '../support/stack.ts';
 const KEY_A = 'gwk_hardening-tenant-a-0123456789abcdef';
 const KEY_A_ECHO = 'gwk_hardening-a-echo-only-0123456789ab';
 const KEY_B = 'gwk_hardening-tenant-b-0123456789abcdef';
+const KEY_C = 'gwk_hardening-tenant-c-0123456789abcdef';
 const keys = {
   keys: [
     { id: 'a-main', sha256: hashKey(KEY_A), tenant: 'a' },
     { id: 'a-echo', sha256: hashKey(KEY_A_ECHO), tenant: 'a', services: ['echo'] },
     { id: 'b-main', sha256: hashKey(KEY_B), tenant: 'b' },
+    { id: 'c-main', sha256: hashKey(KEY_C), tenant: 'c' },
   ],
+  tenants: { c: { maxInflight: 2 } },
 };
 
 interface Answer {
@@ -47,7 +50,7 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
       url,
       prefix: uniquePrefix('hardening'),
       services: { echo: { url: '{DEMO}' }, other: { url: '{DEMO}' } },
-      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500' },
+      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6' },
       logs,
     });
   });
@@ -136,5 +139,115 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     const res = await call(KEY_A, 'POST', '/v1/services/echo/echo', { prefer: 'respond-async', 'gw-not-before': impossible }, 'x');
     expect(res.status).toBe(400);
     expect(res.json.code).toBe('GW_ERR_DELAY_INVALID');
+  });
+
+  /** Opens an SSE stream; resolves with its status once the head arrived (the stream stays open until `close`). */
+  const openStream = async (key: string, path: string): Promise<{ status: number; code?: string; events: string[]; close: () => void }> => {
+    const ac = new AbortController();
+    const res = await fetch(`${stack.baseUrl}${path}`, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: ac.signal });
+    if (res.status !== 200) {
+      const body = (await res.json()) as { code: string };
+      return { status: res.status, code: body.code, events: [], close: () => ac.abort() };
+    }
+    const events: string[] = [];
+    void (async () => {
+      const decoder = new TextDecoder();
+      try {
+        for await (const chunk of res.body!) events.push(decoder.decode(chunk as Uint8Array, { stream: true }));
+      } catch {
+        // aborted
+      }
+    })();
+    return { status: 200, events, close: () => ac.abort() };
+  };
+  /** An async job that stays queued for a minute (delayed), so its event stream stays open. */
+  const parkedJob = async (key: string, service = 'echo'): Promise<string> => {
+    const res = await call(key, 'POST', `/v1/services/${service}/echo`, { prefer: 'respond-async', 'gw-delay-ms': '60000' }, 'parked');
+    expect(res.status).toBe(202);
+    return res.json.jobId as string;
+  };
+
+  it('item 3: a key limited to echo cannot browse, replay or discard another service\'s DLQ, list, read or stream its jobs; the DLQ audit line names the key', async () => {
+    const otherJob = await parkedJob(KEY_A, 'other');
+    const echoJob = await parkedJob(KEY_A, 'echo');
+    const events = await openStream(KEY_A_ECHO, '/v1/events');
+    expect(events.status).toBe(200);
+    const refused: Array<[string, string, number, string?]> = [
+      ['GET', '/v1/dlq/other', 403],
+      ['POST', '/v1/dlq/other/replay', 403, JSON.stringify({ all: true, dryRun: true })],
+      ['DELETE', `/v1/dlq/other/${otherJob}`, 403],
+      ['GET', '/v1/jobs?service=other', 403],
+      ['GET', `/v1/jobs/${otherJob}`, 404],
+      ['GET', `/v1/jobs/${otherJob}/events`, 404],
+      ['GET', '/v1/events?service=other', 403],
+    ];
+    for (const [method, path, status, body] of refused) {
+      const res = await call(KEY_A_ECHO, method, path, body ? { 'content-type': 'application/json' } : {}, body);
+      expect(res.status, `${method} ${path}`).toBe(status);
+      expect(res.headers.get('content-type'), `${method} ${path}`).toContain('application/problem+json');
+      expect(res.text, `${method} ${path}`).not.toContain(otherJob);
+    }
+    const list = await call(KEY_A_ECHO, 'GET', '/v1/jobs?limit=100');
+    expect(list.status).toBe(200);
+    const ids = (list.json.jobs as Array<{ id: string; service: string }>).map((j) => j.id);
+    expect(ids).toContain(echoJob);
+    expect(ids).not.toContain(otherJob);
+    expect((list.json.jobs as Array<{ service: string }>).every((j) => j.service === 'echo')).toBe(true);
+    // The same tenant's unrestricted key still sees both.
+    const all = await call(KEY_A, 'GET', '/v1/jobs?limit=100');
+    expect((all.json.jobs as Array<{ id: string }>).map((j) => j.id)).toEqual(expect.arrayContaining([echoJob, otherJob]));
+    // A transition of each service: the restricted stream carries echo's only.
+    const o2 = await parkedJob(KEY_A, 'other');
+    const e2 = await parkedJob(KEY_A, 'echo');
+    const deadline = Date.now() + 5000;
+    while (!events.events.join('').includes(e2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    events.close();
+    expect(events.events.join('')).toContain(e2);
+    expect(events.events.join('')).not.toContain(o2);
+    expect(events.events.join('')).not.toContain('"service":"other"');
+    const replay = await call(KEY_A_ECHO, 'POST', '/v1/dlq/echo/replay', { 'content-type': 'application/json' }, JSON.stringify({ all: true, dryRun: true }));
+    expect(replay.status).toBe(200);
+    const audit = logs.lines.find((l) => l.audit === 'dlq.replay' && l.service === 'echo');
+    expect(audit).toMatchObject({ tenant: 'a', keyId: 'a-echo' });
+  });
+
+  it('item 8: event streams are capped per tenant and in total, and the slot is reserved before anything is awaited (15 concurrent opens, cap 6 per tenant, 12 in total)', async () => {
+    const jobA = await parkedJob(KEY_A);
+    const jobB = await parkedJob(KEY_B);
+    const a = await Promise.all(Array.from({ length: 15 }, () => openStream(KEY_A, `/v1/jobs/${jobA}/events`)));
+    try {
+      expect(a.filter((s) => s.status === 200)).toHaveLength(6);
+      expect(a.filter((s) => s.status === 429).every((s) => s.code === 'GW_ERR_TOO_MANY_INFLIGHT')).toBe(true);
+      // Tenant A holding its share does not lock tenant B out.
+      const b = await Promise.all(Array.from({ length: 8 }, () => openStream(KEY_B, `/v1/jobs/${jobB}/events`)));
+      try {
+        expect(b.filter((s) => s.status === 200)).toHaveLength(6);
+        // 12 open in total now: tenant C is refused by the global cap.
+        const c = await openStream(KEY_C, '/v1/events');
+        c.close();
+        expect(c.status).toBe(429);
+      } finally {
+        for (const s of b) s.close();
+      }
+    } finally {
+      for (const s of a) s.close();
+    }
+    // Closed streams give their slots back.
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await openStream(KEY_A, `/v1/jobs/${jobA}/events`);
+    again.close();
+    expect(again.status).toBe(200);
+  });
+
+  it('item 10: Prefer: respond-async, wait=N counts against the tenant\'s in-flight cap like a sync request (cap 2: the third concurrent one is 429)', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 3 }, () => call(KEY_C, 'POST', '/v1/services/echo/delay/1500', { prefer: 'respond-async, wait=5', 'content-type': 'text/plain' }, 'w')),
+    );
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(answers.find((r) => r.status === 429)!.json.code).toBe('GW_ERR_TOO_MANY_INFLIGHT');
+    // Released afterwards.
+    const after = await call(KEY_C, 'POST', '/v1/services/echo/echo', { prefer: 'respond-async, wait=5', 'content-type': 'text/plain' }, 'w');
+    expect(after.status).toBe(200);
   });
 });
