@@ -67,6 +67,10 @@ export const enqueuerEnvShape = {
   DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
   /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
   DLQ_MAX_SCAN: envInt(1, 1_000_000, 10_000),
+  /** DLQ operations waiting (running included) per replica; beyond it 429. @default 64 */
+  DLQ_MAX_WAITING: envInt(1, 100_000, 64),
+  /** DLQ operations one tenant may have waiting (running included) per replica; beyond it 429. @default 8 */
+  DLQ_MAX_WAITING_PER_TENANT: envInt(1, 100_000, 8),
   /**
    * `api-keys`: every /v1 request needs `Authorization: Bearer <key>`. `none`: development mode, every
    * request is tenant `default` (logged as a warning at start). Default: `api-keys` when
@@ -162,6 +166,8 @@ export interface EnqueuerConfig extends BrokerSettings {
   eventsQueueMaxLength: number;
   dlqOpTimeoutMs: number;
   dlqMaxScan: number;
+  dlqMaxWaiting: number;
+  dlqMaxWaitingPerTenant: number;
   security: SecurityConfig;
   /** Input limits of the HTTP server. */
   limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number; requestTimeoutMs: number; headersTimeoutMs: number };
@@ -202,6 +208,8 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
     dlqMaxScan: e.DLQ_MAX_SCAN,
+    dlqMaxWaiting: e.DLQ_MAX_WAITING,
+    dlqMaxWaitingPerTenant: Math.min(e.DLQ_MAX_WAITING_PER_TENANT, e.DLQ_MAX_WAITING),
     security: {
       authMode,
       keys,

@@ -18,6 +18,16 @@ export interface DeadLettersOptions {
   opTimeoutMs?: number;
   /** Largest DLQ (messages) the API operates on; beyond it use the management UI. @default 10000 */
   maxScan?: number;
+  /** Operations waiting (running included) on this replica; beyond it 429. @default 64 */
+  maxWaiting?: number;
+  /** Operations one tenant may have waiting (running included); beyond it 429. @default 8 */
+  maxWaitingPerTenant?: number;
+}
+
+interface QueuedOp {
+  run: () => Promise<void>;
+  resolve: () => void;
+  reject: (err: unknown) => void;
 }
 
 export interface BrowsePage {
@@ -55,11 +65,16 @@ export class DeadLetters {
   #o: Required<Omit<DeadLettersOptions, 'tls' | 'writeBatching'>> & DeadLettersOptions;
   #consume: BrokerConnection;
   #publish: BrokerConnection;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Waiting operations per tenant; tenants are served round-robin, one operation at a time. */
+  #waiting = new Map<string, QueuedOp[]>();
+  #waitingCount = 0;
+  #running: Promise<void> | undefined;
+  /** Moving average of one operation's duration (ms), for `Retry-After`. */
+  #avgOpMs = 200;
   #channels: { ch: Channel; pub: ConfirmChannel; consumeConn: ChannelModel; publishConn: ChannelModel; closed: boolean } | undefined;
 
   constructor(options: DeadLettersOptions) {
-    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, ...options };
+    this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, maxWaiting: 64, maxWaitingPerTenant: 8, ...options };
     const common = { url: options.url, heartbeatS: options.heartbeatS, writeBatching: options.writeBatching !== false, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
     this.#consume = new BrokerConnection({ ...common, role: 'enqueuer-dlq-consume' });
     this.#publish = new BrokerConnection({ ...common, role: 'enqueuer-dlq-publish' });
@@ -74,8 +89,13 @@ export class DeadLetters {
     await Promise.all([this.#consume.waitUntilUp(timeoutMs), this.#publish.waitUntilUp(timeoutMs)]);
   }
 
+  /** Operations waiting or running (metrics, tests). */
+  get waiting(): number {
+    return this.#waitingCount + (this.#running ? 1 : 0);
+  }
+
   async close(): Promise<void> {
-    await this.#queue.catch(() => {});
+    while (this.#running) await this.#running.catch(() => {});
     const channels = this.#channels;
     this.#channels = undefined;
     if (channels) await Promise.all([channels.ch.close().catch(() => {}), channels.pub.close().catch(() => {})]);
@@ -85,7 +105,7 @@ export class DeadLetters {
   /** The tenant's entries in DLQ order, `limit` of them from `offset`. */
   async browse(service: string, tenant: string, page: { offset: number; limit: number }): Promise<BrowsePage> {
     const all: DeadLetterEntry[] = [];
-    await this.#serialized(service, (msg) => {
+    await this.#serialized(service, tenant, (msg) => {
       const entry = toEntry(msg);
       if (entry.tenant === tenant) all.push(entry);
       return 'keep';
@@ -101,7 +121,7 @@ export class DeadLetters {
     const found = new Set<string>();
     const replayed: string[] = [];
     const dryRun = req.dryRun === true;
-    await this.#serialized(service, (msg) => {
+    await this.#serialized(service, tenant, (msg) => {
       const entry = toEntry(msg);
       if (entry.tenant !== tenant || !entry.jobId) return 'keep';
       if (!req.all && !wanted.has(entry.jobId)) return 'keep';
@@ -115,7 +135,7 @@ export class DeadLetters {
   /** Discards the tenant's entry `id` (every copy of it); returns how many messages were removed. */
   async discard(service: string, tenant: string, id: string): Promise<number> {
     let removed = 0;
-    await this.#serialized(service, (msg) => {
+    await this.#serialized(service, tenant, (msg) => {
       const entry = toEntry(msg);
       if (entry.tenant !== tenant || entry.jobId !== id) return 'keep';
       removed++;
@@ -124,10 +144,62 @@ export class DeadLetters {
     return removed;
   }
 
-  #serialized(service: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {
-    const run = this.#queue.catch(() => {}).then(() => this.#rotate(service, visit));
-    this.#queue = run;
-    return run;
+  /**
+   * Runs one rotation at a time on this replica (the channels are shared and the DLQ is
+   * single-active-consumer anyway). The wait is bounded, in total and per tenant (429 with a
+   * `Retry-After` from the average operation time), and tenants take turns (least recently served
+   * first): one tenant's burst delays another's operation by at most the one already running.
+   */
+  #serialized(service: string, tenant: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {
+    const mine = this.#waiting.get(tenant) ?? [];
+    const running = this.#running ? 1 : 0;
+    const retryAfterS = (ops: number): number => Math.max(1, Math.ceil((ops * this.#avgOpMs) / 1000));
+    if (mine.length + (this.#runningTenant === tenant ? 1 : 0) >= this.#o.maxWaitingPerTenant) {
+      return Promise.reject(new GatewayError('GW_ERR_DLQ_TOO_MANY_OPS', `this tenant has ${this.#o.maxWaitingPerTenant} DLQ operations waiting`, { retryAfterS: retryAfterS(this.#waitingCount + running) }));
+    }
+    if (this.#waitingCount + running >= this.#o.maxWaiting) {
+      return Promise.reject(new GatewayError('GW_ERR_DLQ_TOO_MANY_OPS', `${this.#o.maxWaiting} DLQ operations waiting on this replica`, { retryAfterS: retryAfterS(this.#waitingCount + running) }));
+    }
+    return new Promise<void>((resolve, reject) => {
+      mine.push({ run: () => this.#rotate(service, visit), resolve, reject });
+      if (!this.#waiting.has(tenant)) this.#waiting.set(tenant, mine);
+      this.#waitingCount++;
+      this.#pump();
+    });
+  }
+
+  #runningTenant: string | undefined;
+  /** When each tenant with work waiting or running was last served; least recently served goes first. */
+  #lastServed = new Map<string, number>();
+  #served = 0;
+
+  /** Starts the next operation: the waiting tenant served least recently (never served = first). */
+  #pump(): void {
+    if (this.#running) return;
+    let tenant: string | undefined;
+    let best = Infinity;
+    for (const t of this.#waiting.keys()) {
+      const at = this.#lastServed.get(t) ?? 0;
+      if (at < best) {
+        best = at;
+        tenant = t;
+      }
+    }
+    if (tenant === undefined) return;
+    const ops = this.#waiting.get(tenant)!;
+    const op = ops.shift()!;
+    this.#waitingCount--;
+    if (!ops.length) this.#waiting.delete(tenant);
+    this.#lastServed.set(tenant, ++this.#served);
+    this.#runningTenant = tenant;
+    const t0 = performance.now();
+    this.#running = op.run().then(op.resolve, op.reject).finally(() => {
+      this.#avgOpMs = 0.8 * this.#avgOpMs + 0.2 * (performance.now() - t0);
+      this.#running = undefined;
+      this.#runningTenant = undefined;
+      if (!this.#waiting.has(tenant)) this.#lastServed.delete(tenant);
+      this.#pump();
+    });
   }
 
   async #rotate(service: string, visit: (msg: ConsumeMessage) => Visit): Promise<void> {

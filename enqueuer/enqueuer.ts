@@ -151,6 +151,8 @@ export class Enqueuer implements Lifecycle {
       logger: this.#logger.child({ component: 'dlq' }),
       opTimeoutMs: config.dlqOpTimeoutMs,
       maxScan: config.dlqMaxScan,
+      maxWaiting: config.dlqMaxWaiting,
+      maxWaitingPerTenant: config.dlqMaxWaitingPerTenant,
     });
     this.#wireBrokerEvents();
   }

@@ -24,6 +24,7 @@ export const ERRORS = {
   GW_ERR_IDEMPOTENCY_KEY_IN_USE: { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
   GW_ERR_RATE_LIMITED: { status: 429, title: 'Rate limit exceeded' },
   GW_ERR_TOO_MANY_INFLIGHT: { status: 429, title: 'Too many requests in flight' },
+  GW_ERR_DLQ_TOO_MANY_OPS: { status: 429, title: 'Too many dead-letter queue operations waiting' },
   GW_ERR_HEADERS_TOO_LARGE: { status: 431, title: 'Request header fields too large' },
   GW_ERR_INTERNAL: { status: 500, title: 'Internal error' },
   GW_ERR_DOWNSTREAM_UNAVAILABLE: { status: 502, title: 'Downstream service unreachable' },

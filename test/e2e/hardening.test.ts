@@ -1,4 +1,6 @@
 import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hashKey } from '../../enqueuer/security/api-keys.ts';
 import { isErrorCode } from '../../shared/errors.ts';
@@ -50,7 +52,7 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
       url,
       prefix: uniquePrefix('hardening'),
       services: { echo: { url: '{DEMO}' }, other: { url: '{DEMO}' } },
-      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6' },
+      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6', DLQ_MAX_WAITING_PER_TENANT: '4' },
       logs,
     });
   });
@@ -249,5 +251,38 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     // Released afterwards.
     const after = await call(KEY_C, 'POST', '/v1/services/echo/echo', { prefer: 'respond-async, wait=5', 'content-type': 'text/plain' }, 'w');
     expect(after.status).toBe(200);
+  });
+
+  it('item 9: DLQ operations wait in a bounded queue (429 + Retry-After past it) and tenants take turns: B\'s browse is not stuck behind A\'s burst', async () => {
+    // Enough entries that one rotation takes a while.
+    const conn = await connect(url);
+    try {
+      const ch = await conn.createConfirmChannel();
+      const dlq = stack.topology.names.deadLetterQueue('other');
+      for (let i = 0; i < 400; i++) ch.sendToQueue(dlq, Buffer.from('x'), { messageId: randomUUID(), headers: { 'gw-tenant': i % 2 ? 'a' : 'b' } });
+      await ch.waitForConfirms();
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+    const order: string[] = [];
+    const browse = (key: string, who: string): Promise<Answer> => call(key, 'GET', '/v1/dlq/other?limit=1').then((r) => {
+      if (r.status === 200) order.push(who);
+      return r;
+    });
+    const burst = Array.from({ length: 12 }, (_, i) => browse(KEY_A, `a${i}`));
+    await new Promise((r) => setTimeout(r, 30));
+    const b = await browse(KEY_B, 'b');
+    const a = await Promise.all(burst);
+    expect(b.status).toBe(200);
+    const refused = a.filter((r) => r.status === 429);
+    expect(refused.length).toBe(8);
+    for (const r of refused) {
+      expect(r.json.code).toBe('GW_ERR_DLQ_TOO_MANY_OPS');
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    }
+    // Round-robin: B runs right after the operation of A that was running when it arrived.
+    expect(order.indexOf('b')).toBeLessThanOrEqual(1);
+    expect(order).toHaveLength(5);
   });
 });
