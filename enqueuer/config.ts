@@ -51,6 +51,10 @@ export const enqueuerEnvShape = {
   IDEMPOTENCY_TTL_MS: envInt(100, 30 * 86_400_000, 86_400_000),
   /** Idempotency keys the in-memory store keeps at most. @default 100000 */
   IDEMPOTENCY_MAX_KEYS: envInt(100, 10_000_000, 100_000),
+  /** Bytes of stored answers the in-memory idempotency store keeps at most (LRU evicted). @default 67108864 (64 MiB) */
+  IDEMPOTENCY_MAX_BYTES: envInt(1024 * 1024, 64 * 1024 * 1024 * 1024, 64 * 1024 * 1024),
+  /** Bytes of job records (results included) the in-memory job store keeps at most (LRU evicted). @default 268435456 (256 MiB) */
+  JOB_STORE_MAX_BYTES: envInt(1024 * 1024, 64 * 1024 * 1024 * 1024, 256 * 1024 * 1024),
   /** How long a duplicate waits for the original request still in flight before 409 (ms). @default 10000 */
   IDEMPOTENCY_WAIT_MS: envInt(0, 600_000, 10_000),
   /** Period of the expiry sweeper of the in-memory stores (ms). @default 60000 */
@@ -158,6 +162,8 @@ export interface EnqueuerConfig extends BrokerSettings {
   jobsListMaxLimit: number;
   idempotencyTtlMs: number;
   idempotencyMaxKeys: number;
+  idempotencyMaxBytes: number;
+  jobStoreMaxBytes: number;
   idempotencyWaitMs: number;
   sweepIntervalMs: number;
   sseMaxConnections: number;
@@ -200,6 +206,8 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     jobsListMaxLimit: e.JOBS_LIST_MAX_LIMIT,
     idempotencyTtlMs: e.IDEMPOTENCY_TTL_MS,
     idempotencyMaxKeys: e.IDEMPOTENCY_MAX_KEYS,
+    idempotencyMaxBytes: e.IDEMPOTENCY_MAX_BYTES,
+    jobStoreMaxBytes: e.JOB_STORE_MAX_BYTES,
     idempotencyWaitMs: e.IDEMPOTENCY_WAIT_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     sseMaxConnections: e.SSE_MAX_CONNECTIONS,

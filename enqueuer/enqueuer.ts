@@ -92,6 +92,9 @@ export class Enqueuer implements Lifecycle {
     this.metrics = createEnqueuerMetrics(this.registry, {
       publishPending: () => this.replies.publishPending,
       correlationInflight: () => this.replies.inflight,
+      // Only the in-memory stores hold bytes in this process (Redis bounds itself: maxmemory, TTLs).
+      idempotencyBytes: () => (this.idempotency instanceof MemoryIdempotencyStore ? this.idempotency.bytes : 0),
+      jobStoreBytes: () => (this.jobs instanceof MemoryJobStore ? this.jobs.bytes : 0),
     });
     initEnqueuerMetrics(this.metrics, Object.keys(config.services));
     const security = config.security;
@@ -115,7 +118,7 @@ export class Enqueuer implements Lifecycle {
         await this.replies.attach(connection);
       },
     });
-    const limits = { maxJobs: config.jobStoreMaxJobs, terminalTtlMs: config.jobTtlMs, activeTtlMs: config.jobActiveTtlMs, scanBudget: Math.max(500, 10 * config.jobsListMaxLimit) };
+    const limits = { maxJobs: config.jobStoreMaxJobs, maxBytes: config.jobStoreMaxBytes, terminalTtlMs: config.jobTtlMs, activeTtlMs: config.jobActiveTtlMs, scanBudget: Math.max(500, 10 * config.jobsListMaxLimit) };
     if (config.redisUrl) {
       // Commands fail fast while Redis is away (typed 503) instead of queueing without bound.
       this.#redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectionName: 'gw-enqueuer' });
@@ -124,7 +127,7 @@ export class Enqueuer implements Lifecycle {
       this.idempotency = new RedisIdempotencyStore(this.#redis, config.redisKeyPrefix);
     } else {
       this.jobs = new MemoryJobStore(limits);
-      this.idempotency = new MemoryIdempotencyStore(config.idempotencyMaxKeys);
+      this.idempotency = new MemoryIdempotencyStore({ maxKeys: config.idempotencyMaxKeys, maxBytes: config.idempotencyMaxBytes });
     }
     this.events = new EventsConsumer({
       url: config.rabbitmqUrl,

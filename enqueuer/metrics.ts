@@ -7,6 +7,8 @@ export interface EnqueuerMetrics extends CommonMetrics {
   httpDuration: Histogram<'route' | 'method' | 'status'>;
   publishPending: Gauge;
   correlationInflight: Gauge;
+  idempotencyBytes: Gauge;
+  jobStoreBytes: Gauge;
   replyTimeouts: Counter<'service'>;
   lateReplies: Counter;
   syncInflight: Gauge<'service'>;
@@ -22,6 +24,10 @@ export interface EnqueuerMetrics extends CommonMetrics {
 export interface GaugeSources {
   publishPending: () => number;
   correlationInflight: () => number;
+  /** Estimated bytes of the in-memory idempotency store (0 with Redis). */
+  idempotencyBytes?: () => number;
+  /** Estimated bytes of the in-memory job store (0 with Redis). */
+  jobStoreBytes?: () => number;
 }
 
 export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources): EnqueuerMetrics {
@@ -50,6 +56,22 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
       registers,
       collect() {
         this.set(sources.correlationInflight());
+      },
+    }),
+    idempotencyBytes: new Gauge({
+      name: 'gw_idempotency_store_bytes',
+      help: 'Estimated bytes held by the in-memory idempotency store (stored answers; bounded by IDEMPOTENCY_MAX_BYTES; 0 with Redis)',
+      registers,
+      collect() {
+        this.set(sources.idempotencyBytes?.() ?? 0);
+      },
+    }),
+    jobStoreBytes: new Gauge({
+      name: 'gw_job_store_bytes',
+      help: 'Estimated bytes held by the in-memory job store (records and results; bounded by JOB_STORE_MAX_BYTES; 0 with Redis)',
+      registers,
+      collect() {
+        this.set(sources.jobStoreBytes?.() ?? 0);
       },
     }),
     replyTimeouts: new Counter({ name: 'gw_reply_timeouts_total', help: 'Sync requests answered 504 because no reply came within the wait', labelNames: ['service'], registers }),

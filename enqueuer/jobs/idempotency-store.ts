@@ -53,20 +53,49 @@ export function requestFingerprint(r: { mode: string; method: string; service: s
 interface MemoryEntry {
   entry: IdempotencyEntry;
   expiresAt: number;
+  /** Estimated bytes held for it (stored answer, key, fixed overhead). */
+  bytes: number;
+}
+
+/** Bounds of the in-memory idempotency store. */
+export interface MemoryIdempotencyLimits {
+  /** Most keys kept. */
+  maxKeys: number;
+  /** Most bytes of stored answers (estimated: base64 body, headers, key) kept. @default unbounded */
+  maxBytes?: number;
+}
+
+/** Fixed per-entry overhead counted against the byte bound (Map slot, objects, fingerprint). */
+const ENTRY_OVERHEAD_BYTES = 256;
+
+/** Estimated bytes an idempotency entry holds (strings counted as one byte per character: base64/ASCII). */
+export function idempotencyEntryBytes(key: string, entry: IdempotencyEntry): number {
+  let n = ENTRY_OVERHEAD_BYTES + key.length + entry.fingerprint.length;
+  const a = entry.answer;
+  if (a?.kind === 'sync') {
+    n += a.bodyBase64.length + a.jobId.length;
+    for (const [name, value] of Object.entries(a.headers)) n += name.length + value.length + 16;
+  } else if (a) n += a.jobId.length;
+  return n;
 }
 
 /**
- * In-process idempotency keys: at most `maxKeys` (least recently used evicted first) and each
- * expires after its TTL, so a flood of distinct keys cannot grow memory.
+ * In-process idempotency keys: at most `maxKeys` and `maxBytes` (least recently used evicted first)
+ * and each expires after its TTL, so neither a flood of distinct keys nor large stored answers can
+ * grow memory.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   #entries = new Map<string, MemoryEntry>();
   #maxKeys: number;
+  #maxBytes: number;
+  #bytes = 0;
   #now: () => number;
   evictions = 0;
 
-  constructor(maxKeys: number, now: () => number = Date.now) {
-    this.#maxKeys = maxKeys;
+  constructor(limits: number | MemoryIdempotencyLimits, now: () => number = Date.now) {
+    const l = typeof limits === 'number' ? { maxKeys: limits } : limits;
+    this.#maxKeys = l.maxKeys;
+    this.#maxBytes = l.maxBytes ?? Number.POSITIVE_INFINITY;
     this.#now = now;
   }
 
@@ -74,11 +103,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#entries.size;
   }
 
+  /** Estimated bytes held (the `gw_idempotency_store_bytes` gauge). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   async claim(tenant: string, key: string, fingerprint: string, ttlMs: number): Promise<IdempotencyEntry | undefined> {
     const k = keyOf(tenant, key);
     const existing = this.#live(k);
     if (existing) return existing.entry;
-    this.#set(k, { entry: { fingerprint }, expiresAt: this.#now() + ttlMs });
+    this.#set(k, { fingerprint }, this.#now() + ttlMs);
     return undefined;
   }
 
@@ -87,11 +121,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   async complete(tenant: string, key: string, entry: Required<IdempotencyEntry>, ttlMs: number): Promise<void> {
-    this.#set(keyOf(tenant, key), { entry, expiresAt: this.#now() + ttlMs });
+    this.#set(keyOf(tenant, key), entry, this.#now() + ttlMs);
   }
 
   async release(tenant: string, key: string): Promise<void> {
-    this.#entries.delete(keyOf(tenant, key));
+    this.#delete(keyOf(tenant, key));
   }
 
   async sweep(): Promise<number> {
@@ -99,7 +133,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     let removed = 0;
     for (const [k, e] of this.#entries) {
       if (e.expiresAt <= now) {
-        this.#entries.delete(k);
+        this.#delete(k);
         removed++;
       }
     }
@@ -108,22 +142,37 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   async close(): Promise<void> {
     this.#entries.clear();
+    this.#bytes = 0;
   }
 
+  /** The live entry, moved to the most recently used end. */
   #live(k: string): MemoryEntry | undefined {
     const e = this.#entries.get(k);
-    if (e && e.expiresAt <= this.#now()) {
-      this.#entries.delete(k);
+    if (!e) return undefined;
+    if (e.expiresAt <= this.#now()) {
+      this.#delete(k);
       return undefined;
     }
+    this.#entries.delete(k);
+    this.#entries.set(k, e);
     return e;
   }
 
-  #set(k: string, e: MemoryEntry): void {
+  #delete(k: string): void {
+    const e = this.#entries.get(k);
+    if (!e) return;
     this.#entries.delete(k);
-    this.#entries.set(k, e);
-    while (this.#entries.size > this.#maxKeys) {
-      this.#entries.delete(this.#entries.keys().next().value as string);
+    this.#bytes -= e.bytes;
+  }
+
+  #set(k: string, entry: IdempotencyEntry, expiresAt: number): void {
+    this.#delete(k);
+    const bytes = idempotencyEntryBytes(k, entry);
+    this.#entries.set(k, { entry, expiresAt, bytes });
+    this.#bytes += bytes;
+    // An answer larger than the whole bound evicts everything else and then itself: it is not kept.
+    while (this.#entries.size > this.#maxKeys || (this.#bytes > this.#maxBytes && this.#entries.size > 0)) {
+      this.#delete(this.#entries.keys().next().value as string);
       this.evictions++;
     }
   }

@@ -23,6 +23,8 @@ export interface JobStore {
 export interface JobStoreLimits {
   /** Most jobs kept (memory store); the least recently used go first. */
   maxJobs: number;
+  /** Most bytes of job records (results included) kept (memory store), estimated; LRU evicted first. @default unbounded */
+  maxBytes?: number;
   /** How long a finished job stays readable (ms). */
   terminalTtlMs: number;
   /** How long a job that never finishes (or whose final event was missed) stays (ms). */

@@ -5,6 +5,21 @@ import type { JobStore, JobStoreLimits } from './job-store.ts';
 interface Entry {
   record: JobRecord;
   expiresAt: number;
+  bytes: number;
+}
+
+/** Fixed per-job overhead counted against the byte bound (Map slot, record object, index member). */
+const JOB_OVERHEAD_BYTES = 512;
+
+/** Estimated bytes a job record holds: its result body (base64) and headers dominate. */
+export function jobRecordBytes(r: JobRecord): number {
+  let n = JOB_OVERHEAD_BYTES + r.id.length + r.tenant.length + r.service.length;
+  if (r.result) {
+    n += r.result.bodyBase64.length;
+    for (const [name, value] of Object.entries(r.result.headers)) n += name.length + value.length + 16;
+  }
+  if (r.error) n += JSON.stringify(r.error).length;
+  return n;
 }
 
 /**
@@ -21,6 +36,7 @@ export class MemoryJobStore implements JobStore {
   /** Per tenant, index members sorted ascending; removed jobs are skipped lazily and compacted. */
   #index = new Map<string, string[]>();
   #indexed = 0;
+  #bytes = 0;
   evictions = 0;
 
   constructor(limits: JobStoreLimits, now: () => number = Date.now) {
@@ -30,6 +46,11 @@ export class MemoryJobStore implements JobStore {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** Estimated bytes held (the `gw_job_store_bytes` gauge). */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   /** Index members held (live and not yet compacted). */
@@ -46,13 +67,14 @@ export class MemoryJobStore implements JobStore {
       return current!.record;
     }
     const ttl = next.terminal ? this.#limits.terminalTtlMs : this.#limits.activeTtlMs;
-    const entry = { record: next, expiresAt: this.#now() + ttl };
-    this.#entries.delete(key);
+    const entry = { record: next, expiresAt: this.#now() + ttl, bytes: jobRecordBytes(next) };
+    this.#delete(key);
     this.#entries.set(key, entry);
+    this.#bytes += entry.bytes;
     if (!current) this.#addToIndex(next);
-    while (this.#entries.size > this.#limits.maxJobs) {
-      const oldest = this.#entries.keys().next().value as string;
-      this.#entries.delete(oldest);
+    const maxBytes = this.#limits.maxBytes ?? Number.POSITIVE_INFINITY;
+    while (this.#entries.size > this.#limits.maxJobs || (this.#bytes > maxBytes && this.#entries.size > 1)) {
+      this.#delete(this.#entries.keys().next().value as string);
       this.evictions++;
     }
     return next;
@@ -87,7 +109,7 @@ export class MemoryJobStore implements JobStore {
     let removed = 0;
     for (const [key, entry] of this.#entries) {
       if (entry.expiresAt <= now) {
-        this.#entries.delete(key);
+        this.#delete(key);
         removed++;
       }
     }
@@ -98,12 +120,20 @@ export class MemoryJobStore implements JobStore {
   async close(): Promise<void> {
     this.#entries.clear();
     this.#index.clear();
+    this.#bytes = 0;
+  }
+
+  #delete(key: string): void {
+    const entry = this.#entries.get(key);
+    if (!entry) return;
+    this.#entries.delete(key);
+    this.#bytes -= entry.bytes;
   }
 
   #live(key: string): Entry | undefined {
     const entry = this.#entries.get(key);
     if (entry && entry.expiresAt <= this.#now()) {
-      this.#entries.delete(key);
+      this.#delete(key);
       return undefined;
     }
     return entry;
