@@ -166,7 +166,7 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
   const parkedJob = async (key: string, service = 'echo'): Promise<string> => {
     const res = await call(key, 'POST', `/v1/services/${service}/echo`, { prefer: 'respond-async', 'gw-delay-ms': '60000' }, 'parked');
     expect(res.status).toBe(202);
-    return res.json.jobId as string;
+    return (res.json.id ?? res.json.jobId) as string;
   };
 
   it('item 3: a key limited to echo cannot browse, replay or discard another service\'s DLQ, list, read or stream its jobs; the DLQ audit line names the key', async () => {
@@ -191,13 +191,13 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     }
     const list = await call(KEY_A_ECHO, 'GET', '/v1/jobs?limit=100');
     expect(list.status).toBe(200);
-    const ids = (list.json.jobs as Array<{ id: string; service: string }>).map((j) => j.id);
+    const ids = (list.json.items as Array<{ id: string; service: string }>).map((j) => j.id);
     expect(ids).toContain(echoJob);
     expect(ids).not.toContain(otherJob);
-    expect((list.json.jobs as Array<{ service: string }>).every((j) => j.service === 'echo')).toBe(true);
+    expect((list.json.items as Array<{ service: string }>).every((j) => j.service === 'echo')).toBe(true);
     // The same tenant's unrestricted key still sees both.
     const all = await call(KEY_A, 'GET', '/v1/jobs?limit=100');
-    expect((all.json.jobs as Array<{ id: string }>).map((j) => j.id)).toEqual(expect.arrayContaining([echoJob, otherJob]));
+    expect((all.json.items as Array<{ id: string }>).map((j) => j.id)).toEqual(expect.arrayContaining([echoJob, otherJob]));
     // A transition of each service: the restricted stream carries echo's only.
     const o2 = await parkedJob(KEY_A, 'other');
     const e2 = await parkedJob(KEY_A, 'echo');
