@@ -91,6 +91,8 @@ export const enqueuerEnvShape = {
   CLIENT_RATE_LIMIT_PER_S: z.coerce.number().min(0).max(1_000_000).default(0),
   /** Default per-key bucket size. @default 2 × CLIENT_RATE_LIMIT_PER_S */
   CLIENT_RATE_LIMIT_BURST: z.coerce.number().int().min(1).max(10_000_000).optional(),
+  /** Delayed jobs of one tenant per service not yet due (over every replica); beyond it 503. @default 10000 */
+  MAX_DELAYED_PER_TENANT: envInt(1, 100_000_000, 10_000),
   /** Sync requests one tenant may have waiting at once (per replica). @default 1000 */
   MAX_INFLIGHT_PER_TENANT: envInt(1, 1_000_000, 1000),
   /** Largest request head (request line + headers) in bytes → 431 beyond. @default 16384 */
@@ -172,6 +174,7 @@ export interface EnqueuerConfig extends BrokerSettings {
   eventsQueueMaxLength: number;
   dlqOpTimeoutMs: number;
   dlqMaxScan: number;
+  maxDelayedPerTenant: number;
   dlqMaxWaiting: number;
   dlqMaxWaitingPerTenant: number;
   security: SecurityConfig;
@@ -216,6 +219,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
     dlqMaxScan: e.DLQ_MAX_SCAN,
+    maxDelayedPerTenant: e.MAX_DELAYED_PER_TENANT,
     dlqMaxWaiting: e.DLQ_MAX_WAITING,
     dlqMaxWaitingPerTenant: Math.min(e.DLQ_MAX_WAITING_PER_TENANT, e.DLQ_MAX_WAITING),
     security: {

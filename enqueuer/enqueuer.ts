@@ -21,6 +21,7 @@ import type { JobStore } from './jobs/job-store.ts';
 import { MemoryJobStore } from './jobs/memory-job-store.ts';
 import { RedisIdempotencyStore } from './jobs/redis-idempotency-store.ts';
 import { RedisJobStore } from './jobs/redis-job-store.ts';
+import { MemoryDelayedBacklog, RedisDelayedBacklog, type DelayedBacklog } from './jobs/delayed-backlog.ts';
 import { createEnqueuerMetrics, initEnqueuerMetrics, type EnqueuerMetrics } from './metrics.ts';
 import { DeadLetters } from './dlq.ts';
 import { onCheckExpectation, onClientError, onConnectMethod } from './http/client-error.ts';
@@ -49,6 +50,7 @@ export class Enqueuer implements Lifecycle {
   readonly replies: ReplyRouter;
   readonly jobs: JobStore;
   readonly idempotency: IdempotencyStore;
+  readonly delayed: DelayedBacklog;
   readonly hub = new JobEventHub();
   readonly breakers = new BreakerBoard();
   readonly events: EventsConsumer;
@@ -95,6 +97,7 @@ export class Enqueuer implements Lifecycle {
       // Only the in-memory stores hold bytes in this process (Redis bounds itself: maxmemory, TTLs).
       idempotencyBytes: () => (this.idempotency instanceof MemoryIdempotencyStore ? this.idempotency.bytes : 0),
       jobStoreBytes: () => (this.jobs instanceof MemoryJobStore ? this.jobs.bytes : 0),
+      delayedJobs: { services: Object.keys(config.services), count: (service) => this.delayed.count(service) },
     });
     initEnqueuerMetrics(this.metrics, Object.keys(config.services));
     const security = config.security;
@@ -125,8 +128,10 @@ export class Enqueuer implements Lifecycle {
       this.#redis.on('error', (err: Error) => this.#logger.warn({ err: err.message }, 'redis connection error'));
       this.jobs = new RedisJobStore(this.#redis, config.redisKeyPrefix, limits);
       this.idempotency = new RedisIdempotencyStore(this.#redis, config.redisKeyPrefix);
+      this.delayed = new RedisDelayedBacklog(this.#redis, config.redisKeyPrefix);
     } else {
       this.jobs = new MemoryJobStore(limits);
+      this.delayed = new MemoryDelayedBacklog();
       this.idempotency = new MemoryIdempotencyStore({ maxKeys: config.idempotencyMaxKeys, maxBytes: config.idempotencyMaxBytes });
     }
     this.events = new EventsConsumer({
@@ -244,6 +249,7 @@ export class Enqueuer implements Lifecycle {
       readiness: () => this.readiness(),
       jobs: this.jobs,
       idempotency: this.idempotency,
+      delayed: this.delayed,
       hub: this.hub,
       breakers: this.breakers,
       announceQueued: (e) => this.#announceQueued(e),

@@ -12,6 +12,8 @@ export interface EnqueuerMetrics extends CommonMetrics {
   replyTimeouts: Counter<'service'>;
   lateReplies: Counter;
   syncInflight: Gauge<'service'>;
+  delayedJobs: Gauge<'service'>;
+  delayedRefused: Counter<'service' | 'scope'>;
   /** Incremented by the async route once the broker confirmed a job (the conservation's inflow). */
   jobsAccepted: Counter<'service'>;
   /** Incremented by DLQ replay for each entry sent back to work (a second inflow of the conservation). */
@@ -28,6 +30,8 @@ export interface GaugeSources {
   idempotencyBytes?: () => number;
   /** Estimated bytes of the in-memory job store (0 with Redis). */
   jobStoreBytes?: () => number;
+  /** Delayed jobs not yet due per service (the shared count; async with Redis). */
+  delayedJobs?: { services: readonly string[]; count: (service: string) => Promise<number> };
 }
 
 export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources): EnqueuerMetrics {
@@ -74,6 +78,18 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
         this.set(sources.jobStoreBytes?.() ?? 0);
       },
     }),
+    delayedJobs: new Gauge({
+      name: 'gw_delayed_jobs',
+      help: 'Delayed jobs accepted and not yet due, per service (the count the delayed-backlog bound applies to; shared by replicas with Redis)',
+      labelNames: ['service'],
+      registers,
+      async collect() {
+        const d = sources.delayedJobs;
+        if (!d) return;
+        for (const service of d.services) this.set({ service }, await d.count(service).catch(() => 0));
+      },
+    }),
+    delayedRefused: new Counter({ name: 'gw_delayed_refused_total', help: 'Delayed jobs refused 503 because the delayed backlog was full (scope: service or tenant)', labelNames: ['service', 'scope'], registers }),
     replyTimeouts: new Counter({ name: 'gw_reply_timeouts_total', help: 'Sync requests answered 504 because no reply came within the wait', labelNames: ['service'], registers }),
     lateReplies: new Counter({ name: 'gw_replies_late_total', help: 'Replies that arrived after their request had ended', registers }),
     syncInflight: new Gauge({ name: 'gw_sync_inflight', help: 'Sync requests in flight', labelNames: ['service'], registers }),
@@ -93,4 +109,5 @@ export function initEnqueuerMetrics(metrics: EnqueuerMetrics, services: readonly
   initCommonMetrics(metrics, ENQUEUER_ROLES, ENQUEUER_PUBLISH_KINDS);
   for (const m of [metrics.replyTimeouts, metrics.jobsAccepted, metrics.jobsReplayed]) initSeries(m, { service: services });
   initSeries(metrics.syncInflight, { service: services });
+  initSeries(metrics.delayedRefused, { service: services, scope: ['service', 'tenant'] });
 }

@@ -33,6 +33,7 @@ export const ERRORS = {
   GW_ERR_DELIVERY_LIMIT: { status: 502, title: 'Job dead-lettered: its worker stopped while processing it too often' },
   GW_ERR_BREAKER_OPEN: { status: 503, title: 'Downstream circuit open' },
   GW_ERR_QUEUE_FULL: { status: 503, title: 'Queue full' },
+  GW_ERR_DELAYED_BACKLOG_FULL: { status: 503, title: 'Too many delayed jobs not yet due' },
   GW_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message broker unavailable' },
   GW_ERR_BROKER_BLOCKED: { status: 503, title: 'Message broker is blocking publishers (resource alarm)' },
   GW_ERR_UNROUTABLE: { status: 503, title: 'Message could not be routed (topology missing)' },

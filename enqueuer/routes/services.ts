@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { bearer, json, pathParams, problems, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
 import { JobSchema, sendAccepted } from '../http/views.ts';
 import type { JobStore } from '../jobs/job-store.ts';
+import type { DelayedBacklog } from '../jobs/delayed-backlog.ts';
 import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
 import { assertAmqpContentType, forwardedTarget, pickHeaders, validTraceparent, validTracestate } from '../http/forward.ts';
 import { parseDelay } from '../http/delay.ts';
@@ -35,6 +36,8 @@ export interface ServicesRouteDeps {
   logger: Logger;
   jobs: JobStore;
   idempotency: IdempotencyStore;
+  /** Delayed jobs accepted and not yet due, counted across replicas (docs/adr/1200-delayed-backlog-bound.md). */
+  delayed: DelayedBacklog;
   hub: JobEventHub;
   breakers: BreakerBoard;
   /** Tells the other replicas about a job the broker just confirmed (fire and forget). */
@@ -198,7 +201,23 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const log = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: env.service };
     // A delayed job enters through the delay levels and reaches the work queue when due.
     const target = delayTarget(topology, env.service, delayMs);
-    await deps.track(replies.publish(target.exchange, target.routingKey, env.body, encodeRequest(env), 'async'));
+    if (target.units > 0) {
+      // The delay levels are shared by every service and have no x-max-length: the bound is here.
+      try {
+        await deps.delayed.reserve(env.service, env.tenant, env.jobId, Date.now() + target.delayMs, { maxPerService: svc.work.delayedMaxLength ?? svc.work.maxLength, maxPerTenant: config.maxDelayedPerTenant });
+      } catch (err) {
+        if ((err as GatewayError).code === 'GW_ERR_DELAYED_BACKLOG_FULL') metrics.delayedRefused.labels(env.service, String((err as GatewayError).extra?.scope)).inc();
+        throw err;
+      }
+      try {
+        await deps.track(replies.publish(target.exchange, target.routingKey, env.body, encodeRequest(env), 'async'));
+      } catch (err) {
+        await deps.delayed.release(env.service, env.tenant, env.jobId).catch((e: unknown) => deps.logger.warn({ err: e, ...log }, 'delayed reservation not released; it expires at its due time'));
+        throw err;
+      }
+    } else {
+      await deps.track(replies.publish(target.exchange, target.routingKey, env.body, encodeRequest(env), 'async'));
+    }
     metrics.jobsAccepted.labels(env.service).inc();
     const queued: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId };
     // From here on the job is accepted: store trouble is logged, never turned into an error answer.

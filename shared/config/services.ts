@@ -69,6 +69,11 @@ export const serviceSchema = z
         prefetch: z.number().int().min(1).max(2000).default(20),
         /** Queue bound (ready messages); beyond it publishes are rejected → 503. @default 50000 */
         maxLength: z.number().int().positive().default(50_000),
+        /**
+         * Delayed jobs (`Gw-Delay-Ms`, `Gw-Not-Before`) of this service not yet due, over every tenant
+         * and replica; beyond it 503 `GW_ERR_DELAYED_BACKLOG_FULL`. @default work.maxLength
+         */
+        delayedMaxLength: z.number().int().positive().optional(),
         /** Quorum-queue delivery limit: crash-loop safety net (not the retry policy). @default 10 */
         deliveryLimit: z.number().int().min(1).max(1000).default(10),
       })

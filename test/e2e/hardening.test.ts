@@ -51,8 +51,8 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     stack = await Stack.start({
       url,
       prefix: uniquePrefix('hardening'),
-      services: { echo: { url: '{DEMO}' }, other: { url: '{DEMO}' } },
-      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6', DLQ_MAX_WAITING_PER_TENANT: '4' },
+      services: { echo: { url: '{DEMO}' }, other: { url: '{DEMO}' }, parked: { url: '{DEMO}', work: { maxLength: 30 } } },
+      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6', DLQ_MAX_WAITING_PER_TENANT: '4', MAX_DELAYED_PER_TENANT: '20' },
       logs,
     });
   });
@@ -284,5 +284,40 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     // Round-robin: B runs right after the operation of A that was running when it arrived.
     expect(order.indexOf('b')).toBeLessThanOrEqual(1);
     expect(order).toHaveLength(5);
+  });
+
+  it('item 1: delayed jobs are bounded per service (its work bound, 30) and per tenant (20): past either, 503 + Retry-After, counted in metrics', async () => {
+    const delayed = (key: string): Promise<Answer> => call(key, 'POST', '/v1/services/parked/echo', { prefer: 'respond-async', 'gw-delay-ms': '3600000', 'content-type': 'text/plain' }, 'later');
+    const a: Answer[] = [];
+    for (let i = 0; i < 25; i++) a.push(await delayed(KEY_A));
+    expect(a.filter((r) => r.status === 202)).toHaveLength(20);
+    const aRefused = a.filter((r) => r.status === 503);
+    expect(aRefused).toHaveLength(5);
+    for (const r of aRefused) {
+      expect(r.json).toMatchObject({ code: 'GW_ERR_DELAYED_BACKLOG_FULL', scope: 'tenant', limit: 20 });
+      // The earliest reservation falls due in about an hour.
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(3500);
+    }
+    const b: Answer[] = [];
+    for (let i = 0; i < 15; i++) b.push(await delayed(KEY_B));
+    expect(b.filter((r) => r.status === 202)).toHaveLength(10);
+    expect(b.filter((r) => r.status === 503).every((r) => r.json.code === 'GW_ERR_DELAYED_BACKLOG_FULL' && r.json.scope === 'service')).toBe(true);
+    // Undelayed jobs of the service are not affected by the delayed bound.
+    expect((await call(KEY_B, 'POST', '/v1/services/parked/echo', { prefer: 'respond-async' }, 'now')).status).toBe(202);
+    const metrics = await (await fetch(`${stack.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^gw_delayed_jobs\{service="parked"[^}]*\} 30$/m);
+    expect(metrics).toMatch(/^gw_delayed_refused_total\{service="parked",scope="tenant"[^}]*\} 5$/m);
+    expect(metrics).toMatch(/^gw_delayed_refused_total\{service="parked",scope="service"[^}]*\} 5$/m);
+    // What the broker holds: exactly the 30 accepted, in the delay levels.
+    const conn = await connect(url);
+    try {
+      const ch = await conn.createChannel();
+      let held = 0;
+      for (const q of stack.topology.queues.filter((x) => x.name.includes('.delay.'))) held += (await ch.checkQueue(q.name)).messageCount;
+      expect(held).toBeGreaterThanOrEqual(30);
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
   });
 });
