@@ -64,6 +64,35 @@ function httpMetrics(metrics: EnqueuerMetrics): RequestHandler {
   };
 }
 
+/**
+ * One `info` line per request (a `sample` share of the successful ones; 4xx/5xx always): method,
+ * route template, status, duration and the ids (request, and job, tenant, service, trace once the
+ * request became a job), so traffic shows in the logs, not only failures.
+ */
+function requestLog(logger: Logger, sample: number): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      if (res.statusCode < 400 && (sample <= 0 || (sample < 1 && Math.random() >= sample))) return;
+      const job = res.locals.job as Record<string, string> | undefined;
+      const principal = (req as { principal?: { tenant?: string } }).principal;
+      logger.info(
+        {
+          requestId: res.getHeader('x-request-id'),
+          method: req.method,
+          route: routeLabel(req),
+          status: res.statusCode,
+          durationMs: Math.round(Number(process.hrtime.bigint() - start) / 1e4) / 100,
+          ...(principal?.tenant && !job ? { tenant: principal.tenant } : {}),
+          ...(job ? { jobId: job.jobId, tenant: job.tenant, service: job.service, traceId: job.traceId } : {}),
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
 /** Builds the enqueuer's Express app (no `listen()`, so tests can drive it directly). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -71,6 +100,7 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.use(requestId);
   app.use(httpMetrics(deps.metrics));
+  app.use(requestLog(deps.logger, deps.config.logRequestSample));
   app.use(inputLimits(deps.config.limits));
   app.use(healthRouter(deps.readiness, deps.registry));
   // The API reference: the OpenAPI document and its renderer, public like the health routes.

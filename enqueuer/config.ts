@@ -95,6 +95,8 @@ export const enqueuerEnvShape = {
   MAX_DELAYED_PER_TENANT: envInt(1, 100_000_000, 10_000),
   /** Sync requests one tenant may have waiting at once (per replica). @default 1000 */
   MAX_INFLIGHT_PER_TENANT: envInt(1, 1_000_000, 1000),
+  /** Share of successful requests (status < 400) logged at info with duration, status and ids, 0 to 1; failures are always logged. @default 1 */
+  LOG_REQUEST_SAMPLE: z.coerce.number().min(0).max(1).default(1),
   /** Largest request head (request line + headers) in bytes → 431 beyond. @default 16384 */
   MAX_HEADER_BYTES: envInt(1024, 1024 * 1024, 16 * 1024),
   /** Most request header fields → 431 beyond. @default 100 */
@@ -177,6 +179,8 @@ export interface EnqueuerConfig extends BrokerSettings {
   maxDelayedPerTenant: number;
   dlqMaxWaiting: number;
   dlqMaxWaitingPerTenant: number;
+  /** Share of successful requests logged at info (LOG_REQUEST_SAMPLE). */
+  logRequestSample: number;
   security: SecurityConfig;
   /** Input limits of the HTTP server. */
   limits: { maxHeaderBytes: number; maxHeaderCount: number; maxUrlBytes: number; requestTimeoutMs: number; headersTimeoutMs: number };
@@ -222,6 +226,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     maxDelayedPerTenant: e.MAX_DELAYED_PER_TENANT,
     dlqMaxWaiting: e.DLQ_MAX_WAITING,
     dlqMaxWaitingPerTenant: Math.min(e.DLQ_MAX_WAITING_PER_TENANT, e.DLQ_MAX_WAITING),
+    logRequestSample: e.LOG_REQUEST_SAMPLE,
     security: {
       authMode,
       keys,

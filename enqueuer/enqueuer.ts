@@ -102,7 +102,7 @@ export class Enqueuer implements Lifecycle {
     initEnqueuerMetrics(this.metrics, Object.keys(config.services));
     const security = config.security;
     this.guard = new Guard(security, {
-      logger: this.#logger.child({ component: 'guard' }),
+      logger: options.logger.child({ component: 'guard' }),
       ...(security.redisUrl ? { store: new RedisBucketStore({ url: security.redisUrl, keyPrefix: `${config.prefix}:rl:`, logger: this.#logger }) } : {}),
       events: {
         onAuthFailure: (reason) => this.metrics.authFailures.inc({ reason }),
@@ -156,7 +156,8 @@ export class Enqueuer implements Lifecycle {
       writeBatching: config.writeBatching,
       ...(config.tls ? { tls: config.tls } : {}),
       topology: this.topology,
-      logger: this.#logger.child({ component: 'dlq' }),
+      // Children of the root logger: a child of the enqueuer's would write `component` twice.
+      logger: options.logger.child({ component: 'dlq' }),
       opTimeoutMs: config.dlqOpTimeoutMs,
       maxScan: config.dlqMaxScan,
       maxWaiting: config.dlqMaxWaiting,

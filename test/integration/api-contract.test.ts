@@ -6,7 +6,17 @@ import { listRoutes } from '../../enqueuer/app.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { ContractChecker, shapeViolations, type OpenApiDoc } from '../support/openapi-contract.ts';
 import { readSse, until } from '../support/sse.ts';
-import { Stack } from '../support/stack.ts';
+import { pino, type Logger } from 'pino';
+import { loggerOptions } from '../../shared/logger.ts';
+import { duplicateKeys } from '../support/log-keys.ts';
+import { LogSink, Stack } from '../support/stack.ts';
+
+/** Both services' lines with the production logger options (base fields, redaction, ISO time). */
+class ProductionLogSink extends LogSink {
+  override logger(level = 'info'): Logger {
+    return pino(loggerOptions({ level, base: { app: 'gateway' } }), this.stream);
+  }
+}
 
 /**
  * The contract: the OpenAPI document the enqueuer serves is a valid OpenAPI 3.1 document, every route
@@ -21,6 +31,7 @@ describe('API contract: /openapi.json against the live answers of every route', 
   let stack: Stack;
   let doc: OpenApiDoc;
   let contract: ContractChecker;
+  const logs = new ProductionLogSink();
   const violations: string[] = [];
   const shapes: string[] = [];
 
@@ -29,6 +40,7 @@ describe('API contract: /openapi.json against the live answers of every route', 
       url,
       prefix: uniquePrefix('api contract'),
       services: { echo: { url: '{DEMO}', retry: { maxAttempts: 2, baseMs: 50, capMs: 100 } } },
+      logs,
     });
     doc = (await (await fetch(`${stack.baseUrl}/openapi.json`)).json()) as OpenApiDoc;
     contract = new ContractChecker(doc);
@@ -174,5 +186,20 @@ describe('API contract: /openapi.json against the live answers of every route', 
     } finally {
       await browser.close();
     }
+  });
+
+  it('logs no key twice in any line of either service, and one info line per request with duration, status and ids', () => {
+    const components = new Set(logs.lines.map((l) => l.component));
+    expect([...components]).toEqual(expect.arrayContaining(['enqueuer', 'dequeuer', 'dlq']));
+    const twice = logs.raw.map((line) => ({ line, keys: duplicateKeys(line) })).filter((d) => d.keys.length > 0);
+    expect(twice).toEqual([]);
+    const requests = logs.lines.filter((l) => l.msg === 'request');
+    expect(requests.length).toBeGreaterThanOrEqual(30);
+    for (const r of requests) {
+      expect(r).toMatchObject({ level: 'info', requestId: expect.any(String), method: expect.any(String), status: expect.any(Number), durationMs: expect.any(Number) });
+    }
+    const job = requests.find((r) => r.status === 202);
+    expect(job).toMatchObject({ jobId: expect.any(String), tenant: 'default', service: 'echo', route: '/v1/services/:service{/*path}' });
+    console.log(`logs: ${logs.raw.length} lines from both services, 0 with a repeated key; ${requests.length} request lines`);
   });
 });
