@@ -59,10 +59,10 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
     for (let level = 0; level < DELAY_LEVELS; level++) expect((await jobs.ch.checkQueue(n.delayLevel(level))).messageCount).toBe(0);
     const res = await fetch(`${stack.baseUrl}/v1/dlq/echo`);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { entries: Array<Record<string, unknown>> };
-    expect(body.entries).toHaveLength(1);
-    expect(body.entries[0]).toMatchObject({ jobId, reason: 'rejected', attempts: 5, deaths: 1, lastError: 'downstream answered 503', request: { method: 'POST', path: '/status/503', contentType: 'text/plain', bodyBytes: 3 } });
-    expect(Date.parse(body.entries[0]!.firstFailedAt as string)).toBeLessThanOrEqual(Date.parse(body.entries[0]!.lastFailedAt as string) + 1000);
+    const body = (await res.json()) as { items: Array<Record<string, unknown>> };
+    expect(body.items).toHaveLength(1);
+    expect(body.items[0]).toMatchObject({ id: jobId, reason: 'rejected', attempts: 5, deaths: 1, lastError: 'downstream answered 503', request: { method: 'POST', path: '/status/503', contentType: 'text/plain', bodyBytes: 3 } });
+    expect(Date.parse(body.items[0]!.firstFailedAt as string)).toBeLessThanOrEqual(Date.parse(body.items[0]!.lastFailedAt as string) + 1000);
     expect((await fetch(`${stack.baseUrl}/v1/dlq/echo/${jobId}`, { method: 'DELETE' })).status).toBe(204);
   });
 
@@ -73,11 +73,11 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
     expect(stack.demo.calls.filter((c) => c.idempotencyKey === jobId)).toHaveLength(1);
     const entries = await until(async () => {
       const res = await fetch(`${stack.baseUrl}/v1/dlq/echo`);
-      const body = (await res.json()) as { entries: Array<{ jobId: string; reason: string; attempts: number }> };
+      const body = (await res.json()) as { items: Array<{ id: string; reason: string; attempts: number }> };
       if (res.status !== 200) throw new Error(`browse answered ${res.status}: ${JSON.stringify(body)}`);
-      return body.entries.length === 1 && body.entries;
+      return body.items.length === 1 && body.items;
     }, 5000, 'the 400 job in the DLQ');
-    expect(entries[0]).toMatchObject({ jobId, reason: 'rejected', attempts: 1 });
+    expect(entries[0]).toMatchObject({ id: jobId, reason: 'rejected', attempts: 1 });
   });
 
   it('a tenant sees, replays and discards only its own DLQ entries', async () => {
@@ -88,8 +88,8 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
       const n = (await jobs.ch.checkQueue(dlq)).messageCount;
       return n >= 1 && n;
     }, 5000, 'the foreign job in the DLQ');
-    const body = (await (await fetch(`${stack.baseUrl}/v1/dlq/echo`)).json()) as { entries: Array<{ jobId: string }> };
-    expect(body.entries.map((e) => e.jobId)).not.toContain(foreign);
+    const body = (await (await fetch(`${stack.baseUrl}/v1/dlq/echo`)).json()) as { items: Array<{ id: string }> };
+    expect(body.items.map((e) => e.id)).not.toContain(foreign);
     expect((await fetch(`${stack.baseUrl}/v1/dlq/echo/${foreign}`, { method: 'DELETE' })).status).toBe(404);
     const replay = await fetch(`${stack.baseUrl}/v1/dlq/echo/replay`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ids: [foreign] }) });
     expect(await replay.json()).toMatchObject({ replayed: [], notFound: [foreign] });
