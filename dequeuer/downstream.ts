@@ -92,7 +92,7 @@ export class Downstream {
       return response;
     } catch (err) {
       if (err instanceof DownstreamError) {
-        this.#countStreak(err.kind);
+        this.#countStreak(err);
         throw err;
       }
       if ((err as { code?: string }).code === 'EOPENBREAKER') {
@@ -103,12 +103,12 @@ export class Downstream {
   }
 
   /**
-   * A streak of network failures (refused, reset) opens the breaker at once: nothing listens, and
+   * A streak of connect failures (refused, unreachable) opens the breaker at once: nothing listens, and
    * after healthy traffic the failure percentage would need as many failures as there were calls.
    */
-  #countStreak(kind: DownstreamFailure): void {
-    if (kind === 'breaker_open') return;
-    if (kind !== 'network') {
+  #countStreak(err: DownstreamError): void {
+    if (err.kind === 'breaker_open') return;
+    if (err.kind !== 'network' || !isConnectFailure(err.cause)) {
       this.#networkStreak = 0;
       return;
     }
@@ -181,6 +181,19 @@ export class Downstream {
     this.breaker.shutdown();
     await this.#pool.close();
   }
+}
+
+/** Codes of a connection that could not be made at all (nothing listens, no route, no name). */
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
+
+/** True for a failure to connect, as opposed to a peer that answered badly or reset mid-answer. */
+function isConnectFailure(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && CONNECT_FAILURES.has(code)) return true;
+    for (const inner of (e as { errors?: unknown[] }).errors ?? []) if (isConnectFailure(inner)) return true;
+  }
+  return false;
 }
 
 function pickResponseHeaders(headers: Record<string, string | string[] | undefined>, allow: readonly string[]): Record<string, string> {

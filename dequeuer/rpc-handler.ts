@@ -106,7 +106,10 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
         const ids = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };
         logger.warn({ ...ids, failure: de.kind, err: de.message }, 'downstream call failed');
       }
-      reply = failureReply(de);
+      // Nothing answered and the breaker is open now (this call was the half-open probe, or the
+      // failure that opened it): the caller gets what every other caller gets, 503 breaker-open.
+      const openNow = (de.kind === 'network' || de.kind === 'timeout') && (downstream.state as string) === 'open';
+      reply = failureReply(openNow ? new DownstreamError('breaker_open', `circuit open for ${service}`, { retryAfterS: downstream.retryAfterS() }) : de);
     } finally {
       if (downstream.state !== 'open') duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       inflight.dec();

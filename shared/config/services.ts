@@ -109,7 +109,7 @@ export const serviceSchema = z
         /** Rolling statistics window (ms). @default 10000 */
         rollingWindowMs: z.number().int().positive().default(10_000),
         /**
-         * Consecutive network failures (refused, reset: nothing answered) that open the breaker at
+         * Consecutive connect failures (refused, unreachable: nothing listens) that open the breaker at
          * once, whatever the rolling window says: after healthy traffic the percentage needs as many
          * failures as there were successes. 0 = off. @default 5
          */
