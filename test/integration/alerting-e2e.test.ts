@@ -126,12 +126,17 @@ describe('alerts arrive at Alertmanager end to end and resolve after recovery', 
     const n = stack.topology.names;
     for (let i = 0; i < 3; i++) {
       const env: RequestEnvelope = {
-        jobId: randomUUID(), requestId: randomUUID(), service: 'echo', mode: 'async', method: 'POST', path: '/status/500', query: '',
+        jobId: randomUUID(), requestId: randomUUID(), service: 'echo', mode: 'async', method: 'POST', path: '/status/400', query: '',
         headers: {}, tenant: 'default', attempt: 1, enqueuedAt: Date.now(), body: Buffer.from('job'),
       };
       ch.publish(n.workExchange, n.workRoutingKey('echo'), env.body, { ...encodeRequest(env), mandatory: true });
     }
     await ch.waitForConfirms();
+    // The jobs fail permanently (400) and are dead-lettered before the downstream goes down: a job
+    // whose failure leaves the breaker open is handed back, not dead-lettered (an outage must not
+    // dead-letter good jobs), so the DLQ is filled first and the breaker opened by the outage after.
+    const dlqEnd = Date.now() + 10_000;
+    while ((await ch.checkQueue(n.deadLetterQueue('echo'))).messageCount < 3 && Date.now() < dlqEnd) await new Promise((r) => setTimeout(r, 100));
     stack.demo.down = true;
     const { alerts, ms } = await pollAlertmanager(
       (a) => named(a, 'GatewayDLQNotEmpty').length > 0 && named(a, 'GatewayBreakerOpen').length > 0,
