@@ -4,8 +4,12 @@
 // process groups of their own, so the terminal's SIGINT reaches only this launcher, which stops them
 // one at a time in reverse start order (enqueuer, dequeuer, then the downstream they call), each
 // with one SIGTERM; further Ctrl-Cs do not cut the drain short.
+// The RabbitMQ management UI: a private node has it (and the Prometheus plugin); on the machine's
+// broker without it, this prints the command that enables it, or runs it with --enable-plugins
+// (or START_ENABLE_PLUGINS=true).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { findBroker } from './lib/find-broker.ts';
+import { ENABLE_PLUGINS_COMMAND, enableLocalPlugins, localManagementUrl, managementAnswers, redact } from './lib/management.ts';
 
 const log = (msg: string): void => {
   process.stdout.write(`[start] ${msg}\n`);
@@ -14,10 +18,37 @@ const log = (msg: string): void => {
 const broker = await findBroker(process.env, { log });
 log(`broker: ${broker.source} ${broker.url.replace(/:[^:@/]*@/, ':***@')}${broker.managementUrl ? ` (management UI ${broker.managementUrl.replace(/:[^:@/]*@/, ':***@')})` : ''}`);
 
+/** The management UI's base URL with credentials once it answers, else undefined (with the reason printed). */
+async function managementUi(): Promise<string | undefined> {
+  const url = broker.managementUrl ?? (broker.source === 'env' ? undefined : localManagementUrl(broker.url));
+  if (!url) {
+    log('management UI: unknown for this RABBITMQ_URL; set RABBITMQ_MANAGEMENT_URL=http://user:pass@host:15672 to have it checked and printed');
+    return undefined;
+  }
+  const probe = await managementAnswers(url);
+  if (probe.ok) return url;
+  const local = localManagementUrl(broker.url) === url;
+  if (local && (process.argv.includes('--enable-plugins') || process.env.START_ENABLE_PLUGINS === 'true')) {
+    log('enabling rabbitmq_management and rabbitmq_prometheus on the local broker');
+    try {
+      await enableLocalPlugins(url);
+      return url;
+    } catch (err) {
+      log(`could not enable the plugins: ${(err as Error).message}`);
+    }
+  }
+  log(`management UI not answering at ${redact(url)} (${probe.reason}).` +
+    (local ? ` Enable it and the Prometheus endpoint with: ${ENABLE_PLUGINS_COMMAND}   (or: npm start -- --enable-plugins)` : ''));
+  return undefined;
+}
+const ui = await managementUi();
+
 const demoPort = process.env.DEMO_PORT ?? '8081';
 const common = {
   ...process.env,
   RABBITMQ_URL: broker.url,
+  // The services read the broker's feature flags through it at start-up.
+  ...(ui ? { RABBITMQ_MANAGEMENT_URL: ui } : {}),
   SERVICES_JSON: process.env.SERVICES_JSON ?? (process.env.SERVICES_FILE ? '' : JSON.stringify({ services: { echo: { url: `http://127.0.0.1:${demoPort}` } } })),
   // No load balancer in front of a local run: stop without the readiness drain delay.
   DRAIN_DELAY_MS: process.env.DRAIN_DELAY_MS ?? '0',
@@ -82,6 +113,11 @@ run('enqueuer', 'enqueuer/main.ts', { ...common, PORT: enqueuerPort });
 try {
   await waitReady(`http://127.0.0.1:${enqueuerPort}/readyz`, 60_000);
   await waitReady(`http://127.0.0.1:${process.env.DEQUEUER_PORT ?? '8090'}/readyz`, 60_000);
+  if (ui) log(`RabbitMQ management UI: ${redact(ui)}/ (user ${decodeURIComponent(new URL(ui).username)})`);
+  for (const [what, path] of [['dashboard', '/ui/'], ['API docs', '/docs']] as const) {
+    const at = `http://127.0.0.1:${enqueuerPort}${path}`;
+    if (await fetch(at).then((r) => r.ok, () => false)) log(`${what}: ${at}`);
+  }
   log(`ready: curl -X POST http://127.0.0.1:${enqueuerPort}/v1/services/echo/echo -H 'content-type: application/json' -d '{"hello":"world"}'`);
 } catch (err) {
   log((err as Error).message);

@@ -12,7 +12,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
  */
 function npmKey(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {
-    const child = execFile('npm', ['run', '-s', 'key', '--', ...args], { cwd: root, timeout: 20_000 }, (err, stdout, stderr) => {
+    const child = execFile('npm', ['run', '-s', 'key', '--', ...args], { cwd: root, timeout: 50_000 }, (err, stdout, stderr) => {
       resolvePromise({ code: err ? Number((err as NodeJS.ErrnoException & { code?: unknown }).code ?? 1) : 0, stdout, stderr });
     });
     child.stdin?.end(stdin ?? '');
@@ -25,7 +25,9 @@ function entryOf(stdout: string): unknown {
   return JSON.parse(line.slice('keys file entry: '.length)) as unknown;
 }
 
-describe('npm run key (scripts/hash-key.ts)', () => {
+// Each test starts npm and a Node 24 process: seconds on a loaded 2-core machine, beyond the unit
+// project's 10 s default.
+describe('npm run key (scripts/hash-key.ts)', { timeout: 60_000 }, () => {
   beforeEach(() => {
     expect.hasAssertions();
   });
