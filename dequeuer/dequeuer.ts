@@ -12,6 +12,7 @@ import { breakerEventRoutingKey, encodeEvent, type BreakerEvent, eventIdSource }
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
+import { CapabilityProbe, isCapabilityError, type BrokerCapabilities } from '../shared/amqp/capabilities.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { DequeuerConfig } from './config.ts';
 import { Downstream, type BreakerState } from './downstream.ts';
@@ -30,6 +31,11 @@ const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1,
 export interface DequeuerOptions {
   logger: Logger;
   registry?: Registry;
+  /**
+   * Called once when the broker cannot serve this gateway (`GW_ERR_BROKER_INCAPABLE`, e.g. no
+   * quorum queues): the connection stops retrying; main.ts exits with the error.
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /**
@@ -45,6 +51,7 @@ export class Dequeuer implements Lifecycle {
   #logger: Logger;
   #consumeConn: BrokerConnection;
   #publishConn: BrokerConnection;
+  #probe: CapabilityProbe;
   #replyChannel: Channel | undefined;
   #publisher: ConfirmPublisher | undefined;
   #consumers: QueueConsumer[] = [];
@@ -131,10 +138,19 @@ export class Dequeuer implements Lifecycle {
         this.#replyChannel = channel;
       },
     });
+    this.#probe = new CapabilityProbe({
+      topology: this.topology,
+      passive: config.topologyMode === 'passive',
+      managementUrl: config.managementUrl,
+      logger: this.#logger,
+      gauge: this.metrics.brokerInfo,
+    });
     this.#consumeConn = new BrokerConnection({
       ...common,
       role: 'dequeuer-consume',
+      isFatal: isCapabilityError,
       setup: async (connection) => {
+        await this.#probe.run(connection);
         await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
         // Consumers attach paused: nothing is pulled while replies, events and retry copies
         // could not be published (that would answer nobody and lose retries).
@@ -150,6 +166,7 @@ export class Dequeuer implements Lifecycle {
       conn.on('blocked', () => this.metrics.brokerBlocked.set({ role }, 1));
       conn.on('unblocked', () => this.metrics.brokerBlocked.set({ role }, 0));
       conn.on('handler-error', (err: unknown) => this.#onHandlerError(err));
+      conn.on('fatal', (err: Error) => options.onFatal?.(err));
     }
     this.#consumeConn.on('down', () => {
       for (const c of this.#consumers) c.detach();
@@ -278,7 +295,12 @@ export class Dequeuer implements Lifecycle {
     }
   }
 
-  readiness(): { ready: boolean; checks: Record<string, boolean | string> } {
+  /** The broker as probed on the first consume connection (undefined before). */
+  get brokerCapabilities(): BrokerCapabilities | undefined {
+    return this.#probe.capabilities;
+  }
+
+  readiness(): { ready: boolean; checks: Record<string, boolean | string>; broker?: BrokerCapabilities } {
     const consuming = this.#consumers.every((c) => c.consuming || c.paused);
     const checks: Record<string, boolean | string> = {
       state: this.#state,
@@ -287,7 +309,7 @@ export class Dequeuer implements Lifecycle {
       consumers: consuming,
     };
     const ready = this.#state === 'running' && this.#consumeConn.state === 'connected' && this.#publishConn.state === 'connected' && consuming;
-    return { ready, checks };
+    return { ready, checks, ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}) };
   }
 
   async start(): Promise<void> {
@@ -316,7 +338,7 @@ export class Dequeuer implements Lifecycle {
         const r = this.readiness();
         res.statusCode = r.ready ? 200 : 503;
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks }));
+        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}) }));
       } else if (url === '/metrics') {
         res.setHeader('content-type', this.registry.contentType);
         res.end(await this.registry.metrics());

@@ -9,6 +9,7 @@ import { encodeEvent, jobEventRoutingKey, type JobEvent, eventIdSource } from '.
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { assertTopology } from '../shared/topology/assert.ts';
+import { CapabilityProbe, isCapabilityError, type BrokerCapabilities } from '../shared/amqp/capabilities.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { Express } from 'express';
 import { createApp } from './app.ts';
@@ -39,6 +40,11 @@ export const DEFAULT_TENANT = DEV_PRINCIPAL.tenant;
 export interface EnqueuerOptions {
   logger: Logger;
   registry?: Registry;
+  /**
+   * Called once when the broker cannot serve this gateway (`GW_ERR_BROKER_INCAPABLE`, e.g. no
+   * quorum queues): the connection stops retrying; main.ts exits with the error.
+   */
+  onFatal?: (err: Error) => void;
 }
 
 /** The enqueuer process: owns the broker connection, the reply router and the HTTP server. */
@@ -61,6 +67,7 @@ export class Enqueuer implements Lifecycle {
   readonly guard: Guard;
   #logger: Logger;
   #broker: BrokerConnection;
+  #probe: CapabilityProbe;
   #server: Server | undefined;
   #app: Express | undefined;
 
@@ -109,14 +116,23 @@ export class Enqueuer implements Lifecycle {
         onLimited: (reason) => this.metrics.limited.inc({ reason }),
       },
     });
+    this.#probe = new CapabilityProbe({
+      topology: this.topology,
+      passive: config.topologyMode === 'passive',
+      managementUrl: config.managementUrl,
+      logger: this.#logger,
+      gauge: this.metrics.brokerInfo,
+    });
     this.#broker = new BrokerConnection({
       url: config.rabbitmqUrl,
       role: 'enqueuer',
+      isFatal: isCapabilityError,
       heartbeatS: config.heartbeatS,
       writeBatching: config.writeBatching,
       logger: this.#logger,
       ...(config.tls ? { tls: config.tls } : {}),
       setup: async (connection) => {
+        await this.#probe.run(connection);
         await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
         await this.replies.attach(connection);
       },
@@ -164,6 +180,7 @@ export class Enqueuer implements Lifecycle {
       maxWaitingPerTenant: config.dlqMaxWaitingPerTenant,
     });
     this.#wireBrokerEvents();
+    this.#broker.on('fatal', (err: Error) => options.onFatal?.(err));
   }
 
   /** Waiters and streams hear the event at once; the store applies it in the background (monotonic). */
@@ -217,7 +234,16 @@ export class Enqueuer implements Lifecycle {
       // Not gating: jobs are still accepted safely, only their status view lags.
       events: this.events.connection.state === 'connected' ? true : (this.events.connection.lastError ?? this.events.connection.state),
     };
-    return { ready: this.#state === 'running' && connected && !this.#broker.blocked && !this.#broker.suspect && this.replies.openChannels > 0, checks };
+    return {
+      ready: this.#state === 'running' && connected && !this.#broker.blocked && !this.#broker.suspect && this.replies.openChannels > 0,
+      checks,
+      ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}),
+    };
+  }
+
+  /** The broker as probed on the first connection (undefined before). */
+  get brokerCapabilities(): BrokerCapabilities | undefined {
+    return this.#probe.capabilities;
   }
 
   #assertAccepting(): void {

@@ -16,7 +16,7 @@ export interface Lifecycle {
  * Ctrl-C and a supervisor's SIGTERM often arrive together); the stop is bounded by its own drain
  * delay and grace, and SIGKILL remains for a hard stop. Also counts process-level errors.
  */
-export function handleSignals(service: Lifecycle, logger: Logger, onUnhandled: (err: unknown) => void): void {
+export function handleSignals(service: Lifecycle, logger: Logger, onUnhandled: (err: unknown) => void, afterStop?: () => Promise<void>): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -25,7 +25,9 @@ export function handleSignals(service: Lifecycle, logger: Logger, onUnhandled: (
     }
     stopping = true;
     logger.info({ signal }, 'signal received: stopping');
-    service.stop().then(
+    service.stop().then(async () => {
+      await afterStop?.();
+    }).then(
       () => {
         logger.info('stopped');
         logger.flush();

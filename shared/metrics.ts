@@ -23,6 +23,7 @@ export interface CommonMetrics {
   brokerReconnects: Counter<'role'>;
   publishes: Counter<'kind' | 'outcome'>;
   unhandledErrors: Counter;
+  brokerInfo: Gauge<'product' | 'version' | 'quorum' | 'stream' | 'delivery_limit_default'>;
 }
 
 export function createCommonMetrics(registry: Registry): CommonMetrics {
@@ -32,6 +33,12 @@ export function createCommonMetrics(registry: Registry): CommonMetrics {
     brokerReconnects: new Counter({ name: 'gw_broker_reconnects_total', help: 'AMQP reconnect attempts', labelNames: ['role'], registers: [registry] }),
     publishes: new Counter({ name: 'gw_publish_total', help: 'Confirmed publishes by kind and outcome (confirmed is the only success)', labelNames: ['kind', 'outcome'], registers: [registry] }),
     unhandledErrors: new Counter({ name: 'gw_unhandled_errors_total', help: 'Errors that reached a process-level handler (must stay 0)', registers: [registry] }),
+    brokerInfo: new Gauge({
+      name: 'gw_broker_info',
+      help: 'The broker as probed at start-up (always 1): version, queue types available, default quorum delivery limit',
+      labelNames: ['product', 'version', 'quorum', 'stream', 'delivery_limit_default'],
+      registers: [registry],
+    }),
   };
 }
 

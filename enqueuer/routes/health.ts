@@ -7,6 +7,8 @@ import { json, type RouteDoc } from '../http/route-docs.ts';
 export interface Readiness {
   ready: boolean;
   checks: Record<string, boolean | string>;
+  /** The broker's capabilities as probed at start-up (shown, not gating). */
+  broker?: unknown;
 }
 
 /** `/healthz` (liveness: the process answers), `/readyz` (readiness), `/metrics` (Prometheus). */
@@ -17,7 +19,7 @@ export function healthRouter(readiness: () => Readiness, registry: Registry): Ro
   });
   router.get('/readyz', (_req, res) => {
     const r = readiness();
-    res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'not ready', checks: r.checks });
+    res.status(r.ready ? 200 : 503).json({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}) });
   });
   router.get('/metrics', async (_req, res) => {
     res.setHeader('content-type', registry.contentType);

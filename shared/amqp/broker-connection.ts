@@ -36,9 +36,15 @@ export interface BrokerConnectionOptions {
   logger: Logger;
   /**
    * Runs after every (re)connect, before the connection counts as up: assert topology, open
-   * channels, start consumers. A throw closes the connection and retries with backoff.
+   * channels, start consumers. A throw closes the connection and retries with backoff, except a
+   * throw that {@link BrokerConnectionOptions.isFatal} accepts.
    */
   setup?: (connection: ChannelModel, generation: number) => Promise<void>;
+  /**
+   * An error of `setup` that retrying cannot fix (e.g. the broker lacks a capability): the
+   * connection closes for good, `fatal` is emitted and every {@link BrokerConnection.waitUntilUp} rejects.
+   */
+  isFatal?: (err: unknown) => boolean;
 }
 
 /** The nodes of a `RABBITMQ_URL` (one URL, or a comma-separated list of a cluster's nodes). */
@@ -80,6 +86,8 @@ export class BrokerConnection extends EventEmitter {
   #watch: NodeJS.Timeout | undefined;
   /** `bytesRead` of the socket when a publish last went unconfirmed; undefined = not suspect. */
   #suspectRx: number | undefined;
+  #fatalWaiters: Array<(err: Error) => void> = [];
+  #fatal: Error | undefined;
 
   constructor(options: BrokerConnectionOptions) {
     super();
@@ -177,17 +185,29 @@ export class BrokerConnection extends EventEmitter {
   /** Resolves when the connection is up (setup done), rejects after `timeoutMs`. */
   waitUntilUp(timeoutMs: number): Promise<void> {
     if (this.#state === 'connected') return Promise.resolve();
+    if (this.#fatal) return Promise.reject(this.#fatal);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#upWaiters = this.#upWaiters.filter((w) => w !== done);
+        this.#fatalWaiters = this.#fatalWaiters.filter((w) => w !== fail);
         reject(new Error(`${this.role}: broker not reachable within ${timeoutMs} ms (${this.#lastError ?? 'no error yet'})`));
       }, timeoutMs);
       const done = (): void => {
         clearTimeout(timer);
         resolve();
       };
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        reject(err);
+      };
       this.#upWaiters.push(done);
+      this.#fatalWaiters.push(fail);
     });
+  }
+
+  /** The error that stopped this connection for good ({@link BrokerConnectionOptions.isFatal}), if any. */
+  get fatalError(): Error | undefined {
+    return this.#fatal;
   }
 
   async #connect(): Promise<void> {
@@ -228,9 +248,25 @@ export class BrokerConnection extends EventEmitter {
       this.#lastError = undefined;
       o.logger.info({ role: o.role, url: redactUrl(url), generation }, 'broker connected');
       this.emit('up', conn, generation);
+      this.#fatalWaiters = [];
       for (const w of this.#upWaiters.splice(0)) w();
     } catch (err) {
       this.#lastError = (err as Error).message;
+      if (o.isFatal?.(err)) {
+        this.#fatal = err as Error;
+        o.logger.fatal({ role: o.role, url: redactUrl(url), err }, 'broker cannot serve this gateway; not retrying');
+        if (conn) {
+          conn.removeAllListeners('close');
+          conn.on('close', () => {});
+          await conn.close().catch(() => {});
+        }
+        this.#connection = undefined;
+        this.#state = 'closed';
+        this.#upWaiters = [];
+        for (const w of this.#fatalWaiters.splice(0)) w(err as Error);
+        this.emit('fatal', err);
+        return;
+      }
       o.logger.warn({ role: o.role, url: redactUrl(url), err, attempt: this.#attempt }, 'broker connect failed');
       this.#urlIndex++; // the next node of a cluster list, if there is one
       if (conn) {

@@ -19,6 +19,12 @@ export const brokerEnvShape = {
   HEARTBEAT_S: envInt(1, 600, 10),
   /** `true` sends the AMQP frames one event-loop turn produces in one socket write (fewer syscalls; see docs/adr/0006). @default true */
   AMQP_WRITE_BATCHING: z.enum(['true', 'false']).default('true'),
+  /** Management API base URL with credentials (e.g. http://gw-monitor:...@rabbitmq:15672), read for the broker's feature flags at start-up. Optional. */
+  RABBITMQ_MANAGEMENT_URL: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').optional(),
+  /** OTLP/HTTP endpoint to export spans to (e.g. http://otel-collector:4318; `/v1/traces` is appended). Unset = no export and no SDK loaded. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').optional(),
+  /** `service.name` of the exported spans. @default the role (enqueuer, dequeuer) */
+  OTEL_SERVICE_NAME: z.string().min(1).max(128).optional(),
   /** `assert` declares the topology at start-up; `passive` only checks it exists (locked-down broker). @default assert */
   TOPOLOGY_MODE: z.enum(['assert', 'passive']).default('assert'),
   /** CA bundle (PEM) for `amqps://`. */
@@ -66,6 +72,9 @@ export interface BrokerSettings {
   tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
   logLevel: string;
   logBodies: boolean;
+  managementUrl: string | undefined;
+  otlpEndpoint: string | undefined;
+  otelServiceName: string | undefined;
 }
 
 /** Maps the parsed common keys to their settings (TLS files are read here). */
@@ -80,5 +89,8 @@ export function brokerSettings(e: z.infer<z.ZodObject<typeof brokerEnvShape>>): 
     tls: readTls(e),
     logLevel: e.LOG_LEVEL,
     logBodies: e.LOG_BODIES === 'true',
+    managementUrl: e.RABBITMQ_MANAGEMENT_URL,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    otelServiceName: e.OTEL_SERVICE_NAME,
   };
 }
