@@ -20,8 +20,11 @@ export interface BrokerCapabilities {
   featureFlagsError: string | undefined;
   /** true = available, false = refused by the broker, undefined = not known (passive mode and no feature flags). */
   queueTypes: Record<QueueType, boolean | undefined>;
-  /** `declared`: a probe queue of each type was declared and deleted; `feature-flags` / `version`: inferred. */
-  queueTypesSource: 'declared' | 'feature-flags' | 'version';
+  /**
+   * Per type: `declared` = a probe queue was declared and deleted (the types the topology needs, in
+   * assert mode); `feature-flags` / `version` = inferred (the others, and every type in passive mode).
+   */
+  queueTypesSource: Record<'quorum' | 'stream', 'declared' | 'feature-flags' | 'version'>;
   /** Why a queue type is unavailable, by type. */
   queueTypeErrors: Partial<Record<QueueType, string>>;
   deliveryLimit: {
@@ -103,26 +106,27 @@ export async function probeBroker(conn: ChannelModel, opts: ProbeOptions): Promi
 
   const queueTypes: Record<QueueType, boolean | undefined> = { classic: true, quorum: undefined, stream: undefined };
   const queueTypeErrors: Partial<Record<QueueType, string>> = {};
-  let queueTypesSource: BrokerCapabilities['queueTypesSource'];
-  if (!opts.passive) {
-    queueTypesSource = 'declared';
-    for (const type of ['quorum', 'stream'] as const) {
+  const queueTypesSource = {} as BrokerCapabilities['queueTypesSource'];
+  const required = requiredQueueTypes(opts.topology);
+  const minVersion: Record<'quorum' | 'stream', [number, number]> = { quorum: [3, 8], stream: [3, 9] };
+  for (const type of ['quorum', 'stream'] as const) {
+    if (!opts.passive && required.has(type)) {
+      // Proof by doing: one durable queue of the type, declared and deleted at once. Only for the
+      // types the topology needs, so a start costs the broker one such queue per needed type.
       const error = await declareProbe(conn, `${opts.topology.names.prefix}.probe.${randomBytes(4).toString('hex')}.${type}`, type);
       queueTypes[type] = error === undefined;
       if (error !== undefined) queueTypeErrors[type] = error;
+      queueTypesSource[type] = 'declared';
+    } else if (featureFlags) {
+      const flag = featureFlags[`${type}_queue`];
+      queueTypes[type] = flag === 'enabled' || (flag === undefined && atLeast(version, ...minVersion[type]));
+      if (!queueTypes[type]) queueTypeErrors[type] = `feature flag ${type}_queue is ${flag ?? 'absent'}`;
+      queueTypesSource[type] = 'feature-flags';
+    } else {
+      // A version that predates the type means it is missing; a newer one may still have the flag off.
+      if (!atLeast(version, ...minVersion[type])) [queueTypes[type], queueTypeErrors[type]] = [false, `RabbitMQ ${version} < ${minVersion[type].join('.')}`];
+      queueTypesSource[type] = 'version';
     }
-  } else if (featureFlags) {
-    queueTypesSource = 'feature-flags';
-    queueTypes.quorum = featureFlags.quorum_queue === 'enabled' || (featureFlags.quorum_queue === undefined && atLeast(version, 3, 8));
-    queueTypes.stream = featureFlags.stream_queue === 'enabled' || (featureFlags.stream_queue === undefined && atLeast(version, 3, 9));
-    for (const type of ['quorum', 'stream'] as const) {
-      if (!queueTypes[type]) queueTypeErrors[type] = `feature flag ${type}_queue is ${featureFlags[`${type}_queue`] ?? 'absent'}`;
-    }
-  } else {
-    queueTypesSource = 'version';
-    // A version that predates the type means it is missing; a newer one may still have the flag off.
-    if (!atLeast(version, 3, 8)) [queueTypes.quorum, queueTypeErrors.quorum] = [false, `RabbitMQ ${version} < 3.8`];
-    if (!atLeast(version, 3, 9)) [queueTypes.stream, queueTypeErrors.stream] = [false, `RabbitMQ ${version} < 3.9`];
   }
 
   const brokerDefault = atLeast(version, 4, 0) ? 20 : 'unlimited';

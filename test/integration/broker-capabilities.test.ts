@@ -40,7 +40,8 @@ describe('broker capability probe', () => {
     expect(caps).toBeDefined();
     expect(caps!.product).toBe(server.product);
     expect(caps!.version).toBe(server.version);
-    expect(caps!.queueTypesSource).toBe('declared');
+    // Quorum queues (which the topology declares) proven by a probe queue; streams (not declared) from the feature flags.
+    expect(caps!.queueTypesSource).toEqual({ quorum: 'declared', stream: 'feature-flags' });
     expect(caps!.queueTypes).toEqual({ classic: true, quorum: true, stream: true });
     expect(caps!.queueTypeErrors).toEqual({});
     expect(caps!.featureFlags).toMatchObject({ quorum_queue: 'enabled', stream_queue: 'enabled' });

@@ -136,7 +136,8 @@ describe('spans leave the process over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOIN
       body: '{"hello":"otlp"}',
     });
     expect(res.status).toBe(202);
-    const { jobId } = (await res.json()) as { jobId: string };
+    const { id: jobId } = (await res.json()) as { id: string };
+    expect(res.headers.get('x-gw-job-id')).toBe(jobId);
     await until(async () => ((await (await fetch(`${baseUrl}/v1/jobs/${jobId}`)).json()) as { state: string }).state === 'succeeded', 20_000, 'job succeeded');
 
     const spans = await until(() => {
