@@ -11,8 +11,7 @@ import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
 import { breakerEventRoutingKey, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
-import { assertTopology } from '../shared/topology/assert.ts';
-import { CapabilityProbe, isCapabilityError, type BrokerCapabilities } from '../shared/amqp/capabilities.ts';
+import { brokerGate, type CapabilityProbe, isCapabilityError, type BrokerCapabilities } from '../shared/amqp/capabilities.ts';
 import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { DequeuerConfig } from './config.ts';
 import { Downstream, type BreakerState } from './downstream.ts';
@@ -138,20 +137,14 @@ export class Dequeuer implements Lifecycle {
         this.#replyChannel = channel;
       },
     });
-    this.#probe = new CapabilityProbe({
-      topology: this.topology,
-      passive: config.topologyMode === 'passive',
-      managementUrl: config.managementUrl,
-      logger: this.#logger,
-      gauge: this.metrics.brokerInfo,
-    });
+    const gate = brokerGate({ topology: this.topology, topologyMode: config.topologyMode, managementUrl: config.managementUrl, logger: this.#logger, gauge: this.metrics.brokerInfo });
+    this.#probe = gate.probe;
     this.#consumeConn = new BrokerConnection({
       ...common,
       role: 'dequeuer-consume',
       isFatal: isCapabilityError,
       setup: async (connection) => {
-        await this.#probe.run(connection);
-        await assertTopology(connection, this.topology, { passive: config.topologyMode === 'passive' });
+        await gate.check(connection);
         // Consumers attach paused: nothing is pulled while replies, events and retry copies
         // could not be published (that would answer nobody and lose retries).
         for (const c of this.#consumers) await c.attach(connection);

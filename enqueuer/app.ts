@@ -12,16 +12,23 @@ import { healthRouter, type Readiness } from './routes/health.ts';
 import { jobsRouter } from './routes/jobs.ts';
 import { dlqRouter } from './routes/dlq.ts';
 import { servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
-import type { DeadLetters } from './dlq.ts';
-import type { JobEvent } from '../shared/events.ts';
+import type { EnqueuerConfig } from './config.ts';
+import type { JobsRouteDeps } from './routes/jobs.ts';
+import type { DlqRouteDeps } from './routes/dlq.ts';
+import type { Guard } from './security/guard.ts';
 
-export interface AppDeps extends ServicesRouteDeps {
+/** What the app's own middleware needs, and each router's own parts (nothing handed to a router it does not use). */
+export interface AppDeps {
+  config: Pick<EnqueuerConfig, 'logRequestSample' | 'limits'>;
   registry: Registry;
   metrics: EnqueuerMetrics;
   logger: Logger;
   readiness: () => Readiness;
-  deadLetters: DeadLetters;
-  recordEvent: (e: JobEvent) => void;
+  /** Authentication of every /v1 route. */
+  guard: Guard;
+  services: ServicesRouteDeps;
+  jobs: JobsRouteDeps;
+  dlq: DlqRouteDeps;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -107,9 +114,9 @@ export function createApp(deps: AppDeps): Express {
   app.use(openApiRouter());
   // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
   app.use('/v1', authenticate(deps.guard));
-  app.use(servicesRouter(deps));
-  app.use(jobsRouter(deps));
-  app.use(dlqRouter(deps));
+  app.use(servicesRouter(deps.services));
+  app.use(jobsRouter(deps.jobs));
+  app.use(dlqRouter(deps.dlq));
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

@@ -1,17 +1,15 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
+import type { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { GatewayError, isGatewayError } from '../shared/errors.ts';
 import type { Topology } from '../shared/topology/topology.ts';
+import type { ConnectionSource } from './broker.ts';
 import { toEntry, type DeadLetterEntry } from './dlq-entry.ts';
 import { Rotation, type Visit } from './dlq-rotation.ts';
 
 export interface DeadLettersOptions {
-  url: string;
-  heartbeatS: number;
-  /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
-  writeBatching?: boolean;
-  tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
+  /** Opens the two connections (started and closed with the enqueuer's others). */
+  broker: ConnectionSource;
   topology: Topology;
   logger: Logger;
   /** Upper bound of one browse/replay/discard, waiting for the DLQ included (ms). @default 30000 */
@@ -62,7 +60,7 @@ export interface ReplayResult {
  * replica rotates at a time; inside this process operations are serialized.
  */
 export class DeadLetters {
-  #o: Required<Omit<DeadLettersOptions, 'tls' | 'writeBatching'>> & DeadLettersOptions;
+  #o: Required<DeadLettersOptions>;
   #consume: BrokerConnection;
   #publish: BrokerConnection;
   /** Waiting operations per tenant; tenants are served round-robin, one operation at a time. */
@@ -75,18 +73,8 @@ export class DeadLetters {
 
   constructor(options: DeadLettersOptions) {
     this.#o = { opTimeoutMs: 30_000, maxScan: 10_000, maxWaiting: 64, maxWaitingPerTenant: 8, ...options };
-    const common = { url: options.url, heartbeatS: options.heartbeatS, writeBatching: options.writeBatching !== false, logger: options.logger, ...(options.tls ? { tls: options.tls } : {}) };
-    this.#consume = new BrokerConnection({ ...common, role: 'enqueuer-dlq-consume' });
-    this.#publish = new BrokerConnection({ ...common, role: 'enqueuer-dlq-publish' });
-  }
-
-  start(): void {
-    this.#consume.start();
-    this.#publish.start();
-  }
-
-  async waitUntilReady(timeoutMs: number): Promise<void> {
-    await Promise.all([this.#consume.waitUntilUp(timeoutMs), this.#publish.waitUntilUp(timeoutMs)]);
+    this.#consume = options.broker.open('enqueuer-dlq-consume', { logger: options.logger });
+    this.#publish = options.broker.open('enqueuer-dlq-publish', { logger: options.logger });
   }
 
   /** Operations waiting or running (metrics, tests). */
@@ -94,12 +82,12 @@ export class DeadLetters {
     return this.#waitingCount + (this.#running ? 1 : 0);
   }
 
+  /** Waits for the running operation and closes the channels (the connections close with the broker). */
   async close(): Promise<void> {
     while (this.#running) await this.#running.catch(() => {});
     const channels = this.#channels;
     this.#channels = undefined;
     if (channels) await Promise.all([channels.ch.close().catch(() => {}), channels.pub.close().catch(() => {})]);
-    await Promise.all([this.#consume.close(), this.#publish.close()]);
   }
 
   /** The tenant's entries in DLQ order, `limit` of them from `offset`. */

@@ -1,4 +1,7 @@
 import type { Logger } from 'pino';
+import type { BrokerSettings } from './config/env.ts';
+import { createLogger } from './logger.ts';
+import { startTracing } from './otel.ts';
 
 /** States of a service object; every transition is logged. */
 export type State = 'idle' | 'starting' | 'running' | 'draining' | 'stopped' | 'failed';
@@ -52,4 +55,44 @@ export function handleSignals(service: Lifecycle, logger: Logger, onUnhandled: (
     logger.flush();
     process.exit(1);
   });
+}
+
+/** What {@link runMain} needs of a service object. */
+export interface MainService extends Lifecycle {
+  readonly metrics: { unhandledErrors: { inc(): void } };
+}
+
+/**
+ * The whole of a service's `main.ts`, the only code that reads process.env, installs signal handlers
+ * and exits: loads the config (exit 2 on an invalid one), creates the logger, starts span export
+ * (only with OTEL_EXPORTER_OTLP_ENDPOINT; the SDK is loaded only then), creates and starts the
+ * service. A broker that lacks what the topology needs (GW_ERR_BROKER_INCAPABLE) is not retried: exit
+ * 78 (EX_CONFIG) with the reason, so an orchestrator shows it instead of a pod that never gets ready.
+ */
+export async function runMain<C extends BrokerSettings, S extends MainService>(opts: {
+  app: string;
+  load: (env: NodeJS.ProcessEnv) => C;
+  create: (config: C, options: { logger: Logger; onFatal: (err: Error) => void }) => S;
+}): Promise<S> {
+  let config: C;
+  try {
+    config = opts.load(process.env);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ level: config.logLevel, logBodies: config.logBodies, base: { app: opts.app } });
+  const tracing = await startTracing({ endpoint: config.otlpEndpoint, serviceName: config.otelServiceName ?? opts.app, logger });
+  const service: S = opts.create(config, {
+    logger,
+    onFatal: (err) => {
+      process.stderr.write(`${opts.app}: refusing to start: ${err.message}\n`);
+      void service.stop().finally(() => process.exit(78));
+    },
+  });
+  handleSignals(service, logger, () => service.metrics.unhandledErrors.inc(), async () => {
+    await tracing?.shutdown();
+  });
+  await service.start();
+  return service;
 }

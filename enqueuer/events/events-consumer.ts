@@ -1,15 +1,13 @@
 import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import { BrokerConnection } from '../../shared/amqp/broker-connection.ts';
+import type { BrokerConnection } from '../../shared/amqp/broker-connection.ts';
 import { decodeEvent, type BreakerEvent, type GatewayEvent, type JobEvent } from '../../shared/events.ts';
+import type { ConnectionSource } from '../broker.ts';
 import { deliveryLimitDeath } from '../dlq-entry.ts';
 
 export interface EventsConsumerOptions {
-  url: string;
-  heartbeatS: number;
-  /** See {@link BrokerConnectionOptions.writeBatching}. @default true */
-  writeBatching?: boolean;
-  tls?: { ca?: Buffer[]; cert?: Buffer; key?: Buffer };
+  /** Opens this consumer's connection (started and closed with the enqueuer's others). */
+  broker: ConnectionSource;
   logger: Logger;
   /** The `<prefix>.events` topic exchange. */
   exchange: string;
@@ -41,32 +39,12 @@ export class EventsConsumer {
 
   constructor(o: EventsConsumerOptions) {
     this.#o = o;
-    this.connection = new BrokerConnection({
-      url: o.url,
-      role: 'enqueuer-events',
-      heartbeatS: o.heartbeatS,
-      writeBatching: o.writeBatching !== false,
-      logger: o.logger,
-      ...(o.tls ? { tls: o.tls } : {}),
-      setup: (connection) => this.#setup(connection),
-    });
+    this.connection = o.broker.open('enqueuer-events', { setup: (connection) => this.#setup(connection) });
   }
 
   /** Name of the current server-named queue (for tests and logs). */
   get queue(): string | undefined {
     return this.#queue;
-  }
-
-  start(): void {
-    this.connection.start();
-  }
-
-  waitUntilUp(timeoutMs: number): Promise<void> {
-    return this.connection.waitUntilUp(timeoutMs);
-  }
-
-  close(): Promise<void> {
-    return this.connection.close();
   }
 
   async #setup(connection: ChannelModel): Promise<void> {

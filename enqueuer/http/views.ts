@@ -11,6 +11,7 @@ import { ERRORS, failureCode, type ErrorCode, type ProblemDetails } from '../../
 import { JOB_STATES, type JobEvent as DomainJobEvent, type JobError, type JobResult } from '../../shared/events.ts';
 import type { DeadLetterEntry } from '../dlq-entry.ts';
 import type { JobRecord } from '../jobs/job-record.ts';
+import type { JobReply, Reply } from '../submit/types.ts';
 
 const ERROR_CODES = Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]];
 const isoTime = z.iso.datetime({ offset: false }).describe('ISO-8601 UTC time');
@@ -144,25 +145,38 @@ export function jobView(r: JobRecord): Job {
   return v;
 }
 
+/** The fields a transition's view is built from: an event's, or the record's latest transition. */
+interface Transition {
+  id: string;
+  service: string;
+  state: JobEventView['state'];
+  attempt: number;
+  at: number;
+  replay?: boolean | undefined;
+  requestId?: string | undefined;
+  nextAttemptAt?: number | undefined;
+  error?: JobError | undefined;
+  result?: JobResult | undefined;
+}
+
+function transitionView(t: Transition): JobEventView {
+  const v: JobEventView = { id: t.id, service: t.service, state: t.state, attempts: t.attempt, at: iso(t.at) };
+  if (t.replay) v.replay = true;
+  if (t.requestId !== undefined) v.requestId = t.requestId;
+  if (t.nextAttemptAt !== undefined) v.nextAttemptAt = iso(t.nextAttemptAt);
+  if (t.error) v.error = errorView(t.error);
+  if (t.result) v.result = resultView(t.result);
+  return v;
+}
+
 /** A transition as SSE streams show it. */
 export function jobEventView(e: DomainJobEvent): JobEventView {
-  const v: JobEventView = { id: e.jobId, service: e.service, state: e.state, attempts: e.attempt, at: iso(e.at) };
-  if (e.replay) v.replay = true;
-  if (e.requestId !== undefined) v.requestId = e.requestId;
-  if (e.nextAttemptAt !== undefined) v.nextAttemptAt = iso(e.nextAttemptAt);
-  if (e.error) v.error = errorView(e.error);
-  if (e.result) v.result = resultView(e.result);
-  return v;
+  return transitionView({ ...e, id: e.jobId });
 }
 
 /** A job's current state as the first event of its stream (the transition that left it there). */
 export function currentStateEvent(r: JobRecord): JobEventView {
-  const v: JobEventView = { id: r.id, service: r.service, state: r.state, attempts: r.attempt, at: iso(r.updatedAt) };
-  if (r.requestId !== undefined) v.requestId = r.requestId;
-  if (r.nextAttemptAt !== undefined) v.nextAttemptAt = iso(r.nextAttemptAt);
-  if (r.error) v.error = errorView(r.error);
-  if (r.result) v.result = resultView(r.result);
-  return v;
+  return transitionView({ id: r.id, service: r.service, state: r.state, attempt: r.attempt, at: r.updatedAt, requestId: r.requestId, nextAttemptAt: r.nextAttemptAt, error: r.error, result: r.result });
 }
 
 /** A DLQ entry as the API shows it. */
@@ -200,4 +214,20 @@ export function sendAccepted(res: Response, record: JobRecord): void {
   res.setHeader('location', `/v1/jobs/${record.id}`);
   res.setHeader('content-type', 'application/json');
   res.end(JSON.stringify(jobView(record)));
+}
+
+/** A downstream's answer as it came (sync reply, or a replayed one): its status, allow-listed headers and body. */
+export function sendReply(res: Response, reply: Reply): void {
+  res.status(reply.status);
+  for (const [name, value] of reply.headers) res.setHeader(name, value);
+  res.end(reply.body);
+}
+
+/** A finished job's answer (Prefer: respond-async, wait=N): as {@link sendReply}, pointing at the job. */
+export function sendJobReply(res: Response, reply: JobReply): void {
+  res.status(reply.status);
+  for (const [name, value] of reply.headers) res.setHeader(name, value);
+  res.setHeader('content-location', `/v1/jobs/${reply.jobId}`);
+  if (reply.bodyTruncated) res.setHeader('x-gw-body-truncated', 'true');
+  res.end(reply.body);
 }

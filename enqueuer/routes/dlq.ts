@@ -2,24 +2,23 @@ import express, { Router, type Request } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { GatewayError } from '../../shared/errors.ts';
-import type { JobEvent } from '../../shared/events.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { DeadLetters } from '../dlq.ts';
+import type { JobEvents } from '../events/job-events.ts';
 import { bearer, json, linkHeader, pathParams, problems, V1_PROBLEMS, type RouteDoc } from '../http/route-docs.ts';
 import { DeadLetterPageSchema, deadLetterView, ReplayResultSchema, sendPage } from '../http/views.ts';
 import type { EnqueuerMetrics } from '../metrics.ts';
 import { requireServiceAccess } from '../http/service-access.ts';
 import type { Guard } from '../security/guard.ts';
 
+/** A tenant (the authenticated one, `req.principal`) sees and touches only its own entries. */
 export interface DlqRouteDeps {
-  config: EnqueuerConfig;
+  config: Pick<EnqueuerConfig, 'services'>;
   deadLetters: DeadLetters;
   logger: Logger;
-  /** Resolves the tenant of a request; a tenant sees and touches only its own entries. */
-  tenantOf: (req: Request) => string;
   metrics: EnqueuerMetrics;
   /** Records a job event here and tells the other replicas (a replayed job is `queued` again). */
-  recordEvent: (e: JobEvent) => void;
+  jobEvents: Pick<JobEvents, 'record'>;
   /** The key's service allow-list applies to every DLQ route (403). */
   guard: Guard;
 }
@@ -73,7 +72,7 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     const service = serviceOf(req);
     const offset = decodeCursor(req.query.cursor);
     const limit = parseLimit(req.query.limit);
-    const page = await deadLetters.browse(service, deps.tenantOf(req), { offset, limit });
+    const page = await deadLetters.browse(service, req.principal.tenant, { offset, limit });
     sendPage(
       res,
       { items: page.entries.map(deadLetterView), next: page.nextOffset === undefined ? null : encodeCursor(page.nextOffset), total: page.total },
@@ -85,14 +84,14 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     const service = serviceOf(req);
     const parsed = replayBody.safeParse(req.body ?? {});
     if (!parsed.success) throw new GatewayError('GW_ERR_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
-    const tenant = deps.tenantOf(req);
+    const tenant = req.principal.tenant;
     const result = await deadLetters.replay(service, tenant, parsed.data);
     if (!result.dryRun) {
       const at = Date.now();
       for (const jobId of result.replayed) {
         deps.metrics.jobsReplayed.labels(service).inc();
         // `replay` is the one way a job leaves a terminal state in the status view.
-        deps.recordEvent({ v: 1, kind: 'job', jobId, tenant, service, state: 'queued', attempt: 1, at, replay: true, requestId: req.id });
+        deps.jobEvents.record({ v: 1, kind: 'job', jobId, tenant, service, state: 'queued', attempt: 1, at, replay: true, requestId: req.id });
       }
     }
     deps.logger.info(
@@ -105,7 +104,7 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
   router.delete('/v1/dlq/:service/:id', access, async (req, res) => {
     const service = serviceOf(req);
     const id = req.params.id as string;
-    const tenant = deps.tenantOf(req);
+    const tenant = req.principal.tenant;
     const removed = await deadLetters.discard(service, tenant, id);
     if (removed === 0) throw new GatewayError('GW_ERR_DLQ_ENTRY_NOT_FOUND', `no dead-letter entry ${JSON.stringify(id.slice(0, 200))}`);
     deps.logger.info({ audit: 'dlq.discard', service, tenant, keyId: req.principal.keyId, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');

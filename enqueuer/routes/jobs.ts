@@ -1,5 +1,4 @@
 import { Router, type Request, type Response } from 'express';
-import type { Logger } from 'pino';
 import { GatewayError } from '../../shared/errors.ts';
 import { JOB_STATES, TERMINAL_STATES, type JobEvent, type JobState } from '../../shared/events.ts';
 import { SERVICE_NAME_PATTERN } from '../../shared/topology/names.ts';
@@ -14,11 +13,9 @@ import type { Guard } from '../security/guard.ts';
 import { StreamSlots } from '../events/stream-slots.ts';
 
 export interface JobsRouteDeps {
-  config: EnqueuerConfig;
+  config: Pick<EnqueuerConfig, 'jobsListMaxLimit' | 'sseMaxConnections' | 'sseMaxPerTenant' | 'sseHeartbeatMs'>;
   jobs: JobStore;
   hub: JobEventHub;
-  logger: Logger;
-  tenantOf: (req: Request) => string;
   /** The key's service allow-list: other services' jobs are not listed, read (404) or streamed. */
   guard: Guard;
 }
@@ -66,12 +63,12 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const query = parseListQuery(req.query as Record<string, unknown>, config.jobsListMaxLimit);
     if (query.service !== undefined) guard.authorizeService(req.principal, query.service);
     else if (req.principal.services) query.services = req.principal.services;
-    const page = await jobs.list(deps.tenantOf(req), query);
+    const page = await jobs.list(req.principal.tenant, query);
     sendPage(res, { items: page.jobs.map(jobView), next: page.next ?? null }, { path: '/v1/jobs', query: { service: query.service, state: query.state, limit: String(query.limit) } });
   });
 
   router.get('/v1/jobs/:id', async (req, res) => {
-    const job = await jobs.get(deps.tenantOf(req), req.params.id);
+    const job = await jobs.get(req.principal.tenant, req.params.id);
     // A job of a service the key may not use does not exist for it (no existence leak).
     if (!job || !guard.mayUse(req.principal, job.service)) throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
     res.setHeader('cache-control', 'no-store');
@@ -103,7 +100,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   /** One job: its current state first, then each later transition in order, closed after the final one. */
   router.get('/v1/jobs/:id/events', async (req, res) => {
-    const tenant = deps.tenantOf(req);
+    const tenant = req.principal.tenant;
     // Reserved before the first await: concurrent opens cannot all pass the check.
     const release = slots.reserve(tenant);
     try {
@@ -157,7 +154,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const service = req.query.service;
     if (service !== undefined && (typeof service !== 'string' || !SERVICE_NAME_PATTERN.test(service))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
     if (service !== undefined) guard.authorizeService(req.principal, service);
-    const tenant = deps.tenantOf(req);
+    const tenant = req.principal.tenant;
     const release = slots.reserve(tenant);
     const principal = req.principal;
     let write = (_event: string, _data: unknown): void => {};

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel } from 'amqplib';
 import { GatewayError } from '../errors.ts';
+import { assertTopology } from '../topology/assert.ts';
 import type { Topology } from '../topology/topology.ts';
 
 /** Queue types a topology may declare. */
@@ -223,4 +224,27 @@ export class CapabilityProbe {
 /** For {@link BrokerConnectionOptions.isFatal}: the refusal retrying cannot fix. */
 export function isCapabilityError(err: unknown): boolean {
   return err instanceof GatewayError && err.code === 'GW_ERR_BROKER_INCAPABLE';
+}
+
+/**
+ * The start-up gate of a service's main connection, shared by both services: the capability probe
+ * (once per process) and then the topology (asserted, or checked passively), run by the connection's
+ * `setup` on every (re)connect before anything else uses it.
+ */
+export function brokerGate(opts: {
+  topology: Topology;
+  topologyMode: 'assert' | 'passive';
+  managementUrl: string | undefined;
+  logger: { info: (obj: object, msg: string) => void };
+  gauge: BrokerInfoGauge;
+}): { probe: CapabilityProbe; check: (conn: ChannelModel) => Promise<void> } {
+  const passive = opts.topologyMode === 'passive';
+  const probe = new CapabilityProbe({ topology: opts.topology, passive, managementUrl: opts.managementUrl, logger: opts.logger, gauge: opts.gauge });
+  return {
+    probe,
+    check: async (conn) => {
+      await probe.run(conn);
+      await assertTopology(conn, opts.topology, { passive });
+    },
+  };
 }

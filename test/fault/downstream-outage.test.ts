@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'amqplib';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Dequeuer } from '../../dequeuer/dequeuer.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
+import { answerCounts, call, faultSuite, type CallOutcome } from '../support/fault.ts';
 import { until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -22,14 +23,6 @@ const JOBS_PER_S = 40;
 const SYNC_PER_S = 10;
 const DEQUEUERS = 2;
 
-interface SyncAnswer {
-  at: number;
-  ms: number;
-  status: number;
-  code: string | undefined;
-  retryAfter: string | null;
-}
-
 /**
  * Issue 15 (1) / plan F4a: the downstream stops (connections refused) for a minute-long outage
  * after healthy traffic, with the default retry and breaker settings and 2 dequeuers. Before the
@@ -39,37 +32,36 @@ interface SyncAnswer {
  */
 describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default settings, ${DEQUEUERS} dequeuers`, () => {
   const url = brokerUrl();
-  let stack: Stack;
   const dequeuers: Dequeuer[] = [];
-
-  beforeAll(async () => {
-    // Default service settings: only the URL is given.
-    stack = await Stack.start({ url, prefix: uniquePrefix('downstream outage') });
-    dequeuers.push(stack.dequeuer!);
-    for (let i = 1; i < DEQUEUERS; i++) {
-      const d = new Dequeuer(stack.dequeuerConfig, { logger: stack.logs.logger() });
-      await d.start();
-      await d.waitUntilReady(30_000);
-      dequeuers.push(d);
-    }
-  });
-  afterAll(async () => {
-    for (const d of dequeuers.slice(1)) await d.stop().catch(() => {});
-    await stack?.stop(url);
-  });
-  beforeEach(() => {
-    expect.hasAssertions();
+  const suite = faultSuite({
+    url,
+    start: async () => {
+      // Default service settings: only the URL is given.
+      const stack = await Stack.start({ url, prefix: uniquePrefix('downstream outage') });
+      dequeuers.push(stack.dequeuer!);
+      for (let i = 1; i < DEQUEUERS; i++) {
+        const d = new Dequeuer(stack.dequeuerConfig, { logger: stack.logs.logger() });
+        await d.start();
+        await d.waitUntilReady(30_000);
+        dequeuers.push(d);
+      }
+      return stack;
+    },
+    beforeStop: async () => {
+      for (const d of dequeuers.slice(1)) await d.stop().catch(() => {});
+    },
   });
 
   const counter = async (d: Dequeuer, pick: (m: Dequeuer['metrics']) => { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> }, labels: Record<string, string> = {}): Promise<number> =>
     (await pick(d.metrics).get()).values.filter((v) => v.labels.service === 'echo' && Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((s, v) => s + v.value, 0);
 
   it('0 good jobs dead-lettered; the breaker opens within 20 failed calls per dequeuer; no attempt spent while open; sync answered 503 + Retry-After at once; all processed after', async () => {
+    const stack = suite.stack;
     const base = stack.baseUrl;
     const port = stack.demo.port;
     const accepted: string[] = [];
     const refused: number[] = [];
-    const sync: SyncAnswer[] = [];
+    const sync: CallOutcome[] = [];
     let running = true;
 
     const submit = async (): Promise<void> => {
@@ -79,10 +71,7 @@ describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default setti
       await r?.body?.cancel();
     };
     const callSync = async (): Promise<void> => {
-      const at = Date.now();
-      const r = await fetch(`${base}/v1/services/echo/echo`, { method: 'POST', body: 'sync', headers: { prefer: 'wait=5', 'content-type': 'text/plain' } }).catch(() => undefined);
-      const text = (await r?.text()) ?? '';
-      sync.push({ at, ms: Date.now() - at, status: r?.status ?? 0, code: r && r.status >= 400 ? (JSON.parse(text) as { code?: string }).code : undefined, retryAfter: r?.headers.get('retry-after') ?? null });
+      sync.push(await call(`${base}/v1/services/echo/echo`, { method: 'POST', body: 'sync', headers: { prefer: 'wait=5', 'content-type': 'text/plain' } }));
     };
     const pending: Array<Promise<void>> = [];
     const load = (async () => {
@@ -146,8 +135,6 @@ describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default setti
     for (const c of stack.demo.calls) if (c.idempotencyKey && c.status === 200) perKey.set(c.idempotencyKey, (perKey.get(c.idempotencyKey) ?? 0) + 1);
     const duplicated = [...perKey.values()].reduce((s, n) => s + n - 1, 0);
     const syncOpen = sync.filter((s) => s.at >= openAt + 1000 && s.at < restartAt);
-    const syncStatuses = new Map<string, number>();
-    for (const s of sync) syncStatuses.set(`${s.status} ${s.code ?? ''}`, (syncStatuses.get(`${s.status} ${s.code ?? ''}`) ?? 0) + 1);
     const sorted = syncOpen.map((s) => s.ms).sort((a, b) => a - b);
     const pct = (q: number): number => sorted[Math.max(0, Math.ceil(sorted.length * q) - 1)] ?? 0;
     const p99 = pct(0.99);
@@ -155,7 +142,7 @@ describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default setti
     process.stderr.write(`[outage ${OUTAGE_S}s] accepted ${accepted.length} (refused ${refused.length}), processed ${processed.size}, lost ${lost.length}, duplicated ${duplicated}, dead-lettered ${deadLettered} (DLQ ${dlq}), handed back ${handedBack}; ` +
       `healthy calls before ${healthyProcessed}; breaker open after ${opens.map((o) => `${o!.at - outageAt} ms/${o!.failed} failed`).join(', ')}; ` +
       `open window ${windowMs} ms: attempts ${attemptsInWindow.join('+')}, refused calls ${failedInWindow.join('+')} (bound ${probeBound}); ` +
-      `sync while open ${syncOpen.length} p50 ${pct(0.5)} p90 ${pct(0.9)} p99 ${p99} max ${sorted.at(-1)} ms; sync answers ${JSON.stringify(Object.fromEntries(syncStatuses))}; drained ${drainedMs} ms after restart\n`);
+      `sync while open ${syncOpen.length} p50 ${pct(0.5)} p90 ${pct(0.9)} p99 ${p99} max ${sorted.at(-1)} ms; sync answers ${JSON.stringify(answerCounts(sync))}; drained ${drainedMs} ms after restart\n`);
 
     expect(lost).toEqual([]);
     expect(deadLettered).toBe(0);

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Dequeuer } from '../../dequeuer/dequeuer.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts';
+import { answerCounts, call, faultSuite } from '../support/fault.ts';
 import { until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -29,40 +30,39 @@ interface Outcome {
  */
 describe('sync requests cut off by a lost enqueuer connection', () => {
   const url = brokerUrl();
-  let proxy: FaultProxy;
-  let stack: Stack;
-
-  beforeAll(async () => {
-    proxy = await startFaultProxy({ targetHost: new URL(url).hostname, targetPort: Number(new URL(url).port || 5672) });
-    stack = await Stack.start({
-      url: proxy.url(url),
-      prefix: uniquePrefix('sync cutoff'),
-      services: { echo: { url: '{DEMO}', rpc: { prefetch: 2 } } },
-      dequeuerEnv: { RABBITMQ_URL: url },
-    });
-  });
-  afterAll(async () => {
-    await stack?.stop(url).catch(() => {});
-    await proxy?.close();
-  });
-  beforeEach(() => {
-    expect.hasAssertions();
+  let proxy: FaultProxy | undefined;
+  const suite = faultSuite({
+    url,
+    start: async () => {
+      proxy = await startFaultProxy({ targetHost: new URL(url).hostname, targetPort: Number(new URL(url).port || 5672) });
+      return Stack.start({
+        url: proxy.url(url),
+        prefix: uniquePrefix('sync cutoff'),
+        services: { echo: { url: '{DEMO}', rpc: { prefetch: 2 } } },
+        dequeuerEnv: { RABBITMQ_URL: url },
+      });
+    },
+    afterStop: async () => {
+      await proxy?.close();
+    },
   });
 
   const send = async (key: string): Promise<Outcome> => {
-    const r = await fetch(`${stack.baseUrl}/v1/services/echo/delay/${CALL_MS}`, {
+    const o = await call(`${suite.stack.baseUrl}/v1/services/echo/delay/${CALL_MS}`, {
       method: 'POST', body: key, headers: { 'idempotency-key': key, 'user-agent': key, prefer: `wait=${WAIT_S}`, 'content-type': 'text/plain' },
     });
-    const body = await r.text();
-    return { key, requestId: r.headers.get('x-request-id') ?? '', status: r.status, code: r.status >= 400 ? (JSON.parse(body) as { code?: string }).code : undefined, at: Date.now() };
+    if (o.status === 0) throw new Error(`request ${key} failed`);
+    // `at` is when the answer arrived (a later downstream call came after the client's 503).
+    return { key, requestId: o.requestId, status: o.status, code: o.code, at: o.at + o.ms };
   };
 
   it(`${REQUESTS} queued requests: 0 downstream calls after a client's 503, 0 double calls when every client retries with its key`, async () => {
+    const stack = suite.stack;
     expect((await send('warm-up')).status).toBe(200);
     const keys = Array.from({ length: REQUESTS }, (_, i) => `cut-${i}-${Date.now()}`);
     const first = keys.map((k) => send(k));
     await until(() => stack.enqueuer.replies.inflight >= REQUESTS * 0.75, 10_000, 'requests waiting');
-    await proxy.setMode('reset');
+    await proxy!.setMode('reset');
     const outcomes = await Promise.all(first);
     const cut = outcomes.filter((o) => o.status === 503);
 
@@ -89,11 +89,9 @@ describe('sync requests cut off by a lost enqueuer connection', () => {
     const double = keys.filter((k) => callsOf(k).length > 1);
     const goneMetric = (stack.dequeuer!.metrics as Partial<Dequeuer['metrics']>).requesterGone;
     const gone = (await goneMetric?.get())?.values.find((v) => v.labels.service === 'echo')?.value ?? 0;
-    const statuses = new Map<string, number>();
-    for (const o of outcomes) statuses.set(`${o.status} ${o.code ?? ''}`, (statuses.get(`${o.status} ${o.code ?? ''}`) ?? 0) + 1);
     const retryStatuses = new Map<number, number>();
     for (const list of retried.values()) for (const s of list) retryStatuses.set(s, (retryStatuses.get(s) ?? 0) + 1);
-    process.stderr.write(`[cutoff] first answers ${JSON.stringify(Object.fromEntries(statuses))}; cut off ${cut.length}; ` +
+    process.stderr.write(`[cutoff] first answers ${JSON.stringify(answerCounts(outcomes))}; cut off ${cut.length}; ` +
       `downstream calls after a 503 ${late.length}; calls running at the cut ${running.length}; keys called twice ${double.length} (${double.filter((k) => !running.some((o) => o.key === k)).length} not running at the cut); skipped as requester gone ${gone}; ` +
       `retry answers ${JSON.stringify(Object.fromEntries(retryStatuses))}\n`);
 
