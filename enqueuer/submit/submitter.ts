@@ -6,7 +6,7 @@ import { GatewayError } from '../../shared/errors.ts';
 import type { JobEvent } from '../../shared/events.ts';
 import { delayTarget } from '../../shared/topology/delay.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
-import { endHop, SpanKind, startHop } from '../../shared/tracing.ts';
+import { endHop, SpanKind, startHop, type TraceHop } from '../../shared/tracing.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { BreakerBoard } from '../events/breaker-board.ts';
 import type { JobEventHub } from '../events/job-event-hub.ts';
@@ -68,80 +68,131 @@ export class Submitter {
     this.#o.admission.assertAccepting();
   }
 
-  /** Request-reply: the downstream's answer (or, for a repeated Idempotency-Key, the original one). */
-  submitSync(r: SubmitRequest): Promise<Reply> {
-    return this.#submit(r, 'sync') as Promise<Reply>;
-  }
-
-  /** A persistent job, answered once the broker confirmed it (its result instead when it finished within `waitMs`). */
-  submitAsync(r: SubmitRequest): Promise<Accepted> {
-    return this.#submit(r, 'async') as Promise<Accepted>;
-  }
-
-  async #submit(r: SubmitRequest, mode: Mode): Promise<Reply | Accepted> {
+  /**
+   * Request-reply: the downstream's answer (or, for a repeated Idempotency-Key, the original one).
+   * Publishes to the rpc queue and waits for the reply on direct reply-to; an open circuit sheds at
+   * once. Written out here, not through a shared async step, so the hot path awaits only the body
+   * (in the route) and the reply.
+   */
+  async submitSync(r: SubmitRequest): Promise<Reply> {
     const key = r.idempotencyKey;
-    const fingerprint = key === undefined ? '' : requestFingerprint({ mode, method: r.method, service: r.service, path: r.path, query: r.query, body: r.body });
-    if (key !== undefined) {
-      const replayed = await this.#claimOrReplay(r, key, fingerprint);
-      if (replayed) return replayed;
-    }
-    // From the claim on, one try: any failure before an answer releases the key, so a corrected
-    // retry runs at once instead of waiting for the claim and getting 409.
-    let hop: ReturnType<typeof startHop> | undefined;
-    let syncDeadline: number | undefined;
+    const claim = key === undefined ? '' : await this.#claimOrReplay(r, key, 'sync');
+    if (typeof claim !== 'string') return claim as Reply;
+    const fingerprint = claim;
+    const { breakers, metrics, admission, replies, topology, stores, config } = this.#o;
+    let hop: TraceHop | undefined;
+    let deadline: number | undefined;
     try {
-      const now = Date.now();
-      const env: RequestEnvelope = {
-        jobId: randomUUID(),
-        requestId: r.requestId,
-        service: r.service,
-        mode,
-        method: r.method,
-        path: r.path,
-        query: r.query,
-        headers: r.headers,
-        tenant: r.tenant,
-        attempt: 1,
-        enqueuedAt: now,
-        body: r.body,
-      };
-      if (mode === 'sync') syncDeadline = env.deadline = now + r.waitMs!;
-      if (r.tracestate !== undefined) env.tracestate = r.tracestate;
-      const span = this.#spans.get(r.service)!;
-      hop = startHop(span.name, SpanKind.PRODUCER, r.traceparent, span.attributes);
-      env.traceparent = hop.traceparent;
-      r.jobId = env.jobId;
-      r.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: r.service, traceId: hop.traceId };
-      const answer = mode === 'async' ? await this.#acceptJob(r, env, fingerprint) : await this.#callSync(r, env, fingerprint);
+      hop = this.#hop(r);
+      const env = this.#envelope(r, 'sync', hop);
+      deadline = env.deadline;
+      const retryAfterS = breakers.openRetryAfterS(env.service);
+      if (retryAfterS !== undefined) throw new GatewayError('GW_ERR_BREAKER_OPEN', `circuit of ${env.service} is open`, { retryAfterS });
+      const waitMs = r.waitMs!;
+      const gauge = metrics.syncInflight.labels(env.service);
+      gauge.inc();
+      let reply: ReplyEnvelope;
+      try {
+        reply = await admission.track(replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(env.service), env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
+      } catch (err) {
+        if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(env.service).inc();
+        throw err;
+      } finally {
+        gauge.dec();
+      }
+      if (key !== undefined && !reply.error && Number.isInteger(reply.status) && reply.status >= 200 && reply.status <= 599) {
+        const headers = Object.fromEntries(responseHeaders(reply.headers, r.svc));
+        const answer = { kind: 'sync' as const, jobId: env.jobId, status: reply.status, headers, bodyBase64: reply.body.toString('base64') };
+        await stores.idempotency.complete(env.tenant, key, { fingerprint, answer }, config.idempotencyTtlMs);
+      }
+      const answer = syncReply(reply, r.svc);
       endHop(hop);
       return answer;
     } catch (err) {
-      if (hop) endHop(hop, (err as GatewayError).code ?? 'error');
-      if (key !== undefined) {
-        const { tenant, requestId } = r;
-        const release = (): Promise<void> => this.#o.stores.idempotency.release(tenant, key).catch((e: unknown) => this.#o.logger.warn({ err: e, tenant, requestId }, 'could not release an idempotency key'));
-        // A sync request cut off after it was published may still be delivered and run until its
-        // deadline: the key stays held until then, so a retry with it cannot make a second call.
-        const holdMs = syncDeadline !== undefined && maybeDelivered(err) ? syncDeadline - Date.now() + KEY_HOLD_MARGIN_MS : 0;
-        if (holdMs > 0) setTimeout(() => void release(), holdMs).unref();
-        else await release();
-      }
+      await this.#failed(r, hop, err, deadline);
       throw err;
     }
+  }
+
+  /** A persistent job, answered once the broker confirmed it (its result instead when it finished within `waitMs`). */
+  async submitAsync(r: SubmitRequest): Promise<Accepted> {
+    const key = r.idempotencyKey;
+    const claim = key === undefined ? '' : await this.#claimOrReplay(r, key, 'async');
+    if (typeof claim !== 'string') return claim as Accepted;
+    const fingerprint = claim;
+    let hop: TraceHop | undefined;
+    try {
+      hop = this.#hop(r);
+      const answer = await this.#acceptJob(r, this.#envelope(r, 'async', hop), fingerprint);
+      endHop(hop);
+      return answer;
+    } catch (err) {
+      await this.#failed(r, hop, err, undefined);
+      throw err;
+    }
+  }
+
+  /** The publish span, continuing the client's trace context. */
+  #hop(r: SubmitRequest): TraceHop {
+    const span = this.#spans.get(r.service)!;
+    return startHop(span.name, SpanKind.PRODUCER, r.traceparent, span.attributes);
+  }
+
+  /** The message of a new job (sync: with its deadline); tells the request the job's ids. */
+  #envelope(r: SubmitRequest, mode: Mode, hop: TraceHop): RequestEnvelope {
+    const now = Date.now();
+    const env: RequestEnvelope = {
+      jobId: randomUUID(),
+      requestId: r.requestId,
+      service: r.service,
+      mode,
+      method: r.method,
+      path: r.path,
+      query: r.query,
+      headers: r.headers,
+      tenant: r.tenant,
+      attempt: 1,
+      enqueuedAt: now,
+      body: r.body,
+    };
+    if (mode === 'sync') env.deadline = now + r.waitMs!;
+    if (r.tracestate !== undefined) env.tracestate = r.tracestate;
+    env.traceparent = hop.traceparent;
+    r.jobId = env.jobId;
+    r.job = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: r.service, traceId: hop.traceId };
+    return env;
+  }
+
+  /**
+   * Ends the span with the error. From the claim on, one try: any failure before an answer releases the key, so a corrected retry
+   * runs at once instead of waiting for the claim and getting 409. A sync request cut off after it
+   * was published may still be delivered and run until its deadline: the key stays held until then,
+   * so a retry with it cannot make a second call.
+   */
+  async #failed(r: SubmitRequest, hop: TraceHop | undefined, err: unknown, syncDeadline: number | undefined): Promise<void> {
+    if (hop) endHop(hop, (err as GatewayError).code ?? 'error');
+    const key = r.idempotencyKey;
+    if (key === undefined) return;
+    const { tenant, requestId } = r;
+    const release = (): Promise<void> => this.#o.stores.idempotency.release(tenant, key).catch((e: unknown) => this.#o.logger.warn({ err: e, tenant, requestId }, 'could not release an idempotency key'));
+    const holdMs = syncDeadline !== undefined && maybeDelivered(err) ? syncDeadline - Date.now() + KEY_HOLD_MARGIN_MS : 0;
+    if (holdMs > 0) setTimeout(() => void release(), holdMs).unref();
+    else await release();
   }
 
   /**
    * Claims the key, or answers from what it holds: the original answer for the same request, 422
    * for another request, and for one still in flight waits (polling) up to `idempotencyWaitMs`,
-   * then 409. Resolves undefined when this request owns the key and must run.
+   * then 409. Resolves the request's fingerprint when this request owns the key and must run.
    */
-  async #claimOrReplay(r: SubmitRequest, key: string, fingerprint: string): Promise<Reply | Accepted | undefined> {
+  async #claimOrReplay(r: SubmitRequest, key: string, mode: Mode): Promise<Reply | Accepted | string> {
     const { stores, config } = this.#o;
+    const fingerprint = requestFingerprint({ mode, method: r.method, service: r.service, path: r.path, query: r.query, body: r.body });
     const { tenant, service } = r;
     const deadline = Date.now() + config.idempotencyWaitMs;
     for (;;) {
       const held = await stores.idempotency.claim(tenant, key, fingerprint, this.#claimTtlMs);
-      if (!held) return undefined;
+      if (!held) return fingerprint;
       if (held.fingerprint !== fingerprint) throw new GatewayError('GW_ERR_IDEMPOTENCY_KEY_REUSED');
       const answer = held.answer;
       if (answer?.kind === 'async') {
@@ -209,31 +260,5 @@ export class Submitter {
     }
     record ??= queuedRecord({ id: env.jobId, tenant: env.tenant, service: env.service, createdAt: env.enqueuedAt, updatedAt: queued.at, requestId: env.requestId });
     return this.#answerJob(r, record);
-  }
-
-  /** Publishes to the rpc queue and waits for the reply on direct reply-to (the breaker's open circuit sheds at once). */
-  async #callSync(r: SubmitRequest, env: RequestEnvelope, fingerprint: string): Promise<Reply> {
-    const { breakers, metrics, admission, replies, topology, stores, config } = this.#o;
-    const retryAfterS = breakers.openRetryAfterS(env.service);
-    if (retryAfterS !== undefined) throw new GatewayError('GW_ERR_BREAKER_OPEN', `circuit of ${env.service} is open`, { retryAfterS });
-    const waitMs = r.waitMs!;
-    const gauge = metrics.syncInflight.labels(env.service);
-    gauge.inc();
-    let reply: ReplyEnvelope;
-    try {
-      reply = await admission.track(replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(env.service), env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
-    } catch (err) {
-      if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(env.service).inc();
-      throw err;
-    } finally {
-      gauge.dec();
-    }
-    const key = r.idempotencyKey;
-    if (key !== undefined && !reply.error && Number.isInteger(reply.status) && reply.status >= 200 && reply.status <= 599) {
-      const headers = Object.fromEntries(responseHeaders(reply.headers, r.svc));
-      const answer = { kind: 'sync' as const, jobId: env.jobId, status: reply.status, headers, bodyBase64: reply.body.toString('base64') };
-      await stores.idempotency.complete(env.tenant, key, { fingerprint, answer }, config.idempotencyTtlMs);
-    }
-    return syncReply(reply, r.svc);
   }
 }
