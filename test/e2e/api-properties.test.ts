@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hashKey } from '../../enqueuer/security/api-keys.ts';
 import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
-import { caseArbitrary, describeWire, problemViolations, rawCaseArbitrary, send, v1Operations, type Case, type Operation, type Part, type RawCase, type Wire, type WireAnswer } from '../support/property-requests.ts';
+import { caseArbitrary, describeWire, problemViolations, PROPERTY_DEFAULTS, rawCaseArbitrary, send, v1Operations, type Case, type Operation, type Part, type RawCase, type Wire, type WireAnswer } from '../support/property-requests.ts';
 import { rawRequest } from '../support/raw-http.ts';
 import { until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
@@ -19,11 +19,12 @@ import { Stack } from '../support/stack.ts';
  * also as a key limited to the `echo` service) and without a valid key, against an enqueuer in its own
  * process (Redis-backed, API-key mode). Properties: no 5xx but 503/504, every error a registry
  * problem, no other tenant's or other service's data in any answer, the process up and its RSS bounded.
- * Seeded (PROPERTY_SEED, default below; PROPERTY_RUNS, PROPERTY_RAW_RUNS), shrinking on failure.
+ * Seeded (PROPERTY_SEED; PROPERTY_RUNS, PROPERTY_RAW_RUNS; defaults in PROPERTY_DEFAULTS), shrinking on
+ * failure; PROPERTY_PATH replays one printed failure, PROPERTY_DEBUG=1 prints every case and answer.
  */
-const SEED = Number(process.env.PROPERTY_SEED ?? 20261202);
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 2000);
-const RAW_RUNS = Number(process.env.PROPERTY_RAW_RUNS ?? 300);
+const SEED = Number(process.env.PROPERTY_SEED ?? PROPERTY_DEFAULTS.seed);
+const RUNS = Number(process.env.PROPERTY_RUNS ?? PROPERTY_DEFAULTS.runs);
+const RAW_RUNS = Number(process.env.PROPERTY_RAW_RUNS ?? PROPERTY_DEFAULTS.rawRuns);
 /** fast-check's `path` of a failure (printed with it) replays that case alone: PROPERTY_PATH for the first property, PROPERTY_RAW_PATH for the raw one. */
 const replay = (path: string | undefined): { path?: string } => (path ? { path } : {});
 const HEAP_MB = 96;

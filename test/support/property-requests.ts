@@ -9,6 +9,9 @@ import { ERRORS, isErrorCode, PROBLEM_TYPE_BASE, problemSlug } from '../../share
  * the test fills at run time (job ids are random), so a seed reproduces the same shapes of requests.
  */
 
+/** The defaults CI runs with (README's security section quotes them; test/unit/readme.test.ts checks it). */
+export const PROPERTY_DEFAULTS = { seed: 20261202, runs: 2000, rawRuns: 300 } as const;
+
 /** One operation of the document, with what its parameters are called. */
 export interface Operation {
   method: string;
