@@ -204,6 +204,9 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
       ['GET', `/v1/jobs/${otherJob}`, 404],
       ['GET', `/v1/jobs/${otherJob}/events`, 404],
       ['GET', '/v1/events?service=other', 403],
+      // Express answered OPTIONS itself (200, Allow), past the allow-list guard (found by the property test).
+      ['OPTIONS', '/v1/dlq/other', 404],
+      ['OPTIONS', `/v1/dlq/other/${otherJob}`, 404],
     ];
     for (const [method, path, status, body] of refused) {
       const res = await call(KEY_A_ECHO, method, path, body ? { 'content-type': 'application/json' } : {}, body);
