@@ -10,7 +10,7 @@ import { ERRORS, isErrorCode, PROBLEM_TYPE_BASE, problemSlug } from '../../share
  */
 
 /** The defaults CI runs with (README's security section quotes them; test/unit/readme.test.ts checks it). */
-export const PROPERTY_DEFAULTS = { seed: 20261202, runs: 1500, rawRuns: 300 } as const;
+export const PROPERTY_DEFAULTS = { seed: 20261202, runs: 1200, rawRuns: 300 } as const;
 
 /** One operation of the document, with what its parameters are called. */
 export interface Operation {
