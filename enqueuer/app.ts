@@ -16,6 +16,7 @@ import type { EnqueuerConfig } from './config.ts';
 import type { JobsRouteDeps } from './routes/jobs.ts';
 import type { DlqRouteDeps } from './routes/dlq.ts';
 import type { Guard } from './security/guard.ts';
+import { GatewayError } from '../shared/errors.ts';
 
 /** What the app's own middleware needs, and each router's own parts (nothing handed to a router it does not use). */
 export interface AppDeps {
@@ -100,6 +101,16 @@ function requestLog(logger: Logger, sample: number): RequestHandler {
   };
 }
 
+/**
+ * OPTIONS is forwarded on the services route (mounted before this) and is no method of any other
+ * route. Express would answer it itself for any path a route matches (200 and an `Allow` list),
+ * past the route's own guards such as a key's service allow-list, and undocumented: it gets the
+ * 404 problem every other method a route does not have gets (the property test found the 200).
+ */
+const noAutomaticOptions: RequestHandler = (req, _res, next) => {
+  next(req.method === 'OPTIONS' ? new GatewayError('GW_ERR_NOT_FOUND', 'no such route') : undefined);
+};
+
 /** Builds the enqueuer's Express app (no `listen()`, so tests can drive it directly). */
 export function createApp(deps: AppDeps): Express {
   const app = express();
@@ -115,6 +126,7 @@ export function createApp(deps: AppDeps): Express {
   // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
   app.use('/v1', authenticate(deps.guard));
   app.use(servicesRouter(deps.services));
+  app.use(noAutomaticOptions);
   app.use(jobsRouter(deps.jobs));
   app.use(dlqRouter(deps.dlq));
   app.use(notFoundHandler);

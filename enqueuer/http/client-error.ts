@@ -12,18 +12,64 @@ function codeFor(err: { code?: string }): ErrorCode {
   return 'GW_ERR_BAD_REQUEST';
 }
 
+/** What the server still owes one connection: requests being answered, whether an answer said close, a deferred parser-error answer. */
+interface ConnectionState {
+  open: Set<IncomingMessage>;
+  closing: boolean;
+  deferred: (() => void) | undefined;
+}
+const connections = new WeakMap<object, ConnectionState>();
+
+function stateOf(socket: object): ConnectionState {
+  let c = connections.get(socket);
+  if (!c) connections.set(socket, (c = { open: new Set(), closing: false, deferred: undefined }));
+  return c;
+}
+
+/**
+ * `server.prependListener('request')`: counts the responses in progress per connection, so a parser
+ * error on a pipelined request behind them is answered after them (in order), and notes a response
+ * that said `Connection: close`.
+ */
+export function trackResponse(req: IncomingMessage, res: ServerResponse): void {
+  // req.socket: a pipelined request's response gets its socket only once the one before it is done.
+  const c = stateOf(req.socket);
+  c.open.add(req);
+  res.once('close', () => {
+    c.open.delete(req);
+    if (String(res.getHeader('connection') ?? '').toLowerCase() === 'close') c.closing = true;
+    if (c.open.size === 0 && c.deferred) {
+      const answer = c.deferred;
+      c.deferred = undefined;
+      answer();
+    }
+  });
+}
+
 /**
  * `server.on('clientError')`: requests Node's HTTP parser refuses (oversized head, CR/LF or NUL in
  * the request line or headers, obs-fold, malformed chunking, header timeout) never reach Express;
  * answer them with the same problem+json as everything else (the one writer of shared/errors.ts),
  * then close the connection (the parser state is broken, so nothing more can be read from it).
+ * HTTP answers in request order: behind requests received whole and still being answered (bytes
+ * pipelined after a request, e.g. an unframed GET body), the problem waits for them; after a response
+ * that said `Connection: close`, nothing more is answered (RFC 9112 §9.6), the connection just ends.
  */
 export function onClientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
   }
-  writeProblemToSocket(socket, new GatewayError(codeFor(err), parserDetail(err)));
+  const c = stateOf(socket);
+  const answer = (): void => {
+    if (!socket.writable) socket.destroy();
+    else if (c.closing) socket.end();
+    else writeProblemToSocket(socket, new GatewayError(codeFor(err), parserDetail(err)));
+  };
+  // A request still being received (a body timing out, malformed chunking) is the one the error is
+  // about: answered now. Only when every request in progress was received whole is it a later one.
+  if (c.open.size > 0 && [...c.open].every((req) => req.complete)) c.deferred = answer;
+  else answer();
 }
 
 /** `server.on('connect')`: the gateway is no proxy; CONNECT gets a 405 problem instead of a silent close. */
@@ -41,7 +87,9 @@ function parserDetail(err: { code?: string }): string {
  * `server.on('checkExpectation')`: an `Expect` other than `100-continue` is a 417 problem (Node's own
  * answer would be a bare 417).
  */
-export function onCheckExpectation(_req: IncomingMessage, res: ServerResponse): void {
+export function onCheckExpectation(req: IncomingMessage, res: ServerResponse): void {
+  // No 'request' event for this one: the connection is marked closing here.
+  stateOf(req.socket).closing = true;
   writeProblem(res, new GatewayError('GW_ERR_EXPECTATION_FAILED'), { close: true });
 }
 

@@ -2,11 +2,11 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import type { EnqueuerConfig } from '../config.ts';
-import { onCheckExpectation, onClientError, onConnectMethod } from './client-error.ts';
+import { onCheckExpectation, onClientError, onConnectMethod, trackResponse } from './client-error.ts';
 
 /**
  * The enqueuer's HTTP server: Node's timeouts and header limits tuned from `config.limits`, the
- * raw-socket problem answers (408/431/414, `Expect`, `CONNECT`) and the drain: once {@link drain}
+ * raw-socket problem answers (408/431/414, `Expect`, `CONNECT`, in request order) and the drain: once {@link drain}
  * is called every response asks its client to close the keep-alive socket, so clients move to
  * another instance before the listener closes instead of meeting a closed socket.
  */
@@ -36,6 +36,8 @@ export class HttpServer {
       this.#open.add(res);
       res.once('close', () => this.#open.delete(res));
     });
+    // Answers stay in request order on a connection (parser errors wait for those owed before them).
+    server.prependListener('request', trackResponse);
     server.on('clientError', onClientError);
     server.on('checkExpectation', onCheckExpectation);
     server.on('connect', onConnectMethod);

@@ -6,6 +6,7 @@ import { hashKey } from '../../enqueuer/security/api-keys.ts';
 import { isErrorCode } from '../../shared/errors.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { rawRequest } from '../support/raw-http.ts';
+import { until } from '../support/sse.ts';
 import { LogSink, Stack } from '../support/stack.ts';
 
 /** Issue 12: one regression test per numbered item the hostile probe found (items 1-3 and 8-10 elsewhere in this file). */
@@ -52,7 +53,7 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
       url,
       prefix: uniquePrefix('hardening'),
       services: { echo: { url: '{DEMO}' }, other: { url: '{DEMO}' }, parked: { url: '{DEMO}', work: { maxLength: 30 } } },
-      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6', DLQ_MAX_WAITING_PER_TENANT: '4', MAX_DELAYED_PER_TENANT: '20' },
+      enqueuerEnv: { API_KEYS_JSON: JSON.stringify(keys), IDEMPOTENCY_WAIT_MS: '1500', HEADERS_TIMEOUT_MS: '800', REQUEST_TIMEOUT_MS: '1500', SSE_MAX_CONNECTIONS: '12', SSE_MAX_PER_TENANT: '6', DLQ_MAX_WAITING_PER_TENANT: '4', MAX_DELAYED_PER_TENANT: '20', IDEMPOTENCY_MAX_BYTES: String(1024 * 1024), JOB_STORE_MAX_BYTES: String(1024 * 1024) },
       logs,
     });
   });
@@ -127,6 +128,27 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     expect(isErrorCode(problem.code)).toBe(true);
   });
 
+  it('property test finding: bytes pipelined behind a request in flight are answered after its answer, and nothing is answered after a Connection: close', async () => {
+    const auth = `Authorization: Bearer ${KEY_A}\r\n`;
+    // A HEAD (its answer needs a broker round trip) followed by bytes that are no request: the 400 used
+    // to be written at once, ahead of the HEAD's answer, so the client took it for the HEAD's.
+    const head = await rawRequest(stack.enqueuer.port, [`HEAD /v1/services/echo/echo HTTP/1.1\r\nHost: x\r\n${auth}\r\n GARBAGE`], { timeoutMs: 5000 });
+    expect(head.status).toBe(200);
+    expect(head.headers['x-gw-job-id']).toBeDefined();
+    expect(head.raw.toString('latin1').match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+    // Two pipelined GETs, then garbage: both answered, in order, then the 400.
+    const two = `GET /v1/services/echo/headers HTTP/1.1\r\nHost: x\r\n${auth}\r\n`;
+    const pipelined = await rawRequest(stack.enqueuer.port, [`${two}${two}\u0000bad\r\n\r\n`], { timeoutMs: 5000 });
+    const answers = pipelined.raw.toString('latin1');
+    expect(pipelined.status).toBe(200);
+    expect(answers.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(answers.indexOf('HTTP/1.1 400')).toBeGreaterThan(answers.indexOf('HTTP/1.1 200'));
+    // A 417 says Connection: close: the unframed body after it is not answered as another request.
+    const expectation = await rawRequest(stack.enqueuer.port, [`GET /v1/services/echo/echo HTTP/1.1\r\nHost: x\r\n${auth}Expect: 200-ok\r\n\r\n{"ids":[]}`], { timeoutMs: 5000 });
+    expect(expectation.status).toBe(417);
+    expect(expectation.raw.toString('latin1').match(/HTTP\/1\.1 /g)).toHaveLength(1);
+  });
+
   it('item 12: Prefer members it cannot honour are ignored (200), not refused (400)', async () => {
     for (const prefer of ['waitress=1', 'handling=lenient', 'wait=0', 'wait=abc', 'wait=99999999999']) {
       const res = await call(KEY_A, 'POST', '/v1/services/echo/echo', { prefer, 'content-type': 'text/plain' }, 'x');
@@ -182,6 +204,9 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
       ['GET', `/v1/jobs/${otherJob}`, 404],
       ['GET', `/v1/jobs/${otherJob}/events`, 404],
       ['GET', '/v1/events?service=other', 403],
+      // Express answered OPTIONS itself (200, Allow), past the allow-list guard (found by the property test).
+      ['OPTIONS', '/v1/dlq/other', 404],
+      ['OPTIONS', `/v1/dlq/other/${otherJob}`, 404],
     ];
     for (const [method, path, status, body] of refused) {
       const res = await call(KEY_A_ECHO, method, path, body ? { 'content-type': 'application/json' } : {}, body);
@@ -319,5 +344,34 @@ describe('hardening (issue 12): the gaps a hostile probe found', () => {
     } finally {
       await conn.close();
     }
+  });
+
+  // Last: it fills the stores to their bounds.
+  it('item 2: the stores\' byte bounds hold through the running enqueuer (1 MiB each here) and the byte gauges show them', async () => {
+    const gauge = async (name: string): Promise<number> => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'm').exec(await (await fetch(`${stack.baseUrl}/metrics`)).text());
+      expect(m, name).not.toBeNull();
+      return Number(m![1]);
+    };
+    // Ten idempotent sync answers of 300 KiB (≈400 KiB stored as base64 each): 4 MiB offered to a 1 MiB bound.
+    const body = 'p'.repeat(300 * 1024);
+    for (let i = 0; i < 10; i++) {
+      const res = await call(KEY_A, 'POST', '/v1/services/echo/echo', { 'idempotency-key': `bytes-${i}`, 'content-type': 'text/plain' }, body);
+      expect(res.status).toBe(200);
+      const held = await gauge('gw_idempotency_store_bytes');
+      expect(held).toBeLessThanOrEqual(1024 * 1024);
+      if (i === 0) expect(held).toBeGreaterThan(300 * 1024);
+    }
+    // The newest answer is still replayed from the store (no second downstream call).
+    const calls = stack.demo.calls.length;
+    expect((await call(KEY_A, 'POST', '/v1/services/echo/echo', { 'idempotency-key': 'bytes-9', 'content-type': 'text/plain' }, body)).text).toBe(body);
+    expect(stack.demo.calls.length).toBe(calls);
+    // Jobs whose results (up to the dequeuer's 64 KiB MAX_RESULT_BYTES) fill the job store: 30 × ≥ 85 KiB stored.
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await call(KEY_B, 'POST', '/v1/services/echo/echo', { prefer: 'respond-async', 'content-type': 'text/plain' }, 'r'.repeat(64 * 1024))).json.id as string);
+    await until(async () => ((await call(KEY_B, 'GET', `/v1/jobs/${ids.at(-1)}`)).json.state === 'succeeded') || undefined, 15_000, 100);
+    const jobBytes = await gauge('gw_job_store_bytes');
+    expect(jobBytes).toBeGreaterThan(256 * 1024);
+    expect(jobBytes).toBeLessThanOrEqual(1024 * 1024);
   });
 });

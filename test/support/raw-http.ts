@@ -5,6 +5,8 @@ export interface RawAnswer {
   status?: number;
   headers: Record<string, string>;
   body: Buffer;
+  /** Every byte received (several answers when requests were pipelined). */
+  raw: Buffer;
   /** 'response' (a full status line came back), 'closed' (closed without a response), 'timeout'. */
   end: 'response' | 'closed' | 'timeout';
   ms: number;
@@ -26,7 +28,8 @@ export function rawRequest(port: number, chunks: Array<string | Buffer>, options
       done = true;
       clearTimeout(timer);
       socket.destroy();
-      resolve({ ...parseResponse(Buffer.concat(received), end), ms: performance.now() - t0 });
+      const raw = Buffer.concat(received);
+      resolve({ ...parseResponse(raw, end), raw, ms: performance.now() - t0 });
     };
     const timer = setTimeout(() => finish('timeout'), options.timeoutMs ?? 5000);
     socket.on('data', (d: Buffer) => received.push(d));
@@ -44,7 +47,7 @@ export function rawRequest(port: number, chunks: Array<string | Buffer>, options
   });
 }
 
-function parseResponse(all: Buffer, end: RawAnswer['end']): Omit<RawAnswer, 'ms'> {
+function parseResponse(all: Buffer, end: RawAnswer['end']): Omit<RawAnswer, 'ms' | 'raw'> {
   let buf = all;
   // Skip interim 1xx responses (100 Continue) to the final one.
   while (/^HTTP\/1\.[01] 1\d\d/.test(buf.subarray(0, 16).toString('latin1')) && buf.indexOf('\r\n\r\n') !== -1) buf = buf.subarray(buf.indexOf('\r\n\r\n') + 4);

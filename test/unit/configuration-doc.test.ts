@@ -41,6 +41,7 @@ describe('docs/configuration.md', () => {
   const rows = documentedRows();
   const vars = schemaVars();
   const rowFor = (name: string, service: string) => rows.find((r) => r.name === name && (r.service === service || r.service === 'both'));
+  const schemaDefault = (name: string): unknown => vars.find((v) => v.name === name && v.service === 'enqueuer')?.fallback;
 
   it('documents every variable of the schemas, for the service that reads it, with its default', () => {
     const missing = vars.filter((v) => !rowFor(v.name, v.service)).map((v) => `${v.service} ${v.name}`);
@@ -49,6 +50,30 @@ describe('docs/configuration.md', () => {
       .filter((v) => v.fallback !== undefined && !rowFor(v.name, v.service)!.defaultCell.includes(`\`${String(v.fallback)}\``))
       .map((v) => `${v.service} ${v.name}: schema default ${String(v.fallback)}`);
     expect(wrongDefault).toEqual([]);
+  });
+
+  it("README's limits table (issue 12 items 1, 2, 8, 9) gives each limit the schema's default and the row docs/configuration.md has", () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const table = readme.slice(readme.indexOf('<!-- limits:start -->'), readme.indexOf('<!-- limits:end -->'));
+    const rowsOfReadme = table.split('\n').filter((l) => l.startsWith('| `'));
+    const names: string[] = [];
+    for (const line of rowsOfReadme) {
+      const [nameCell, defaultCell] = line.split(' | ').map((c) => c.replace(/^\| /, '').trim());
+      const vars = [...nameCell!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+      const defaults = [...defaultCell!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+      expect(defaults, line).toHaveLength(vars.length);
+      for (const [i, name] of vars.entries()) {
+        names.push(name);
+        if (name.includes('.')) {
+          // A services-file key: the same default as the services table of docs/configuration.md.
+          expect(readFileSync('docs/configuration.md', 'utf8'), name).toContain(`| \`${name}\` | \`${defaults[i]}\` |`);
+          continue;
+        }
+        expect(rowFor(name, 'enqueuer'), name).toBeDefined();
+        expect(String(schemaDefault(name)), name).toBe(defaults[i]);
+      }
+    }
+    expect(names).toEqual(expect.arrayContaining(['work.delayedMaxLength', 'MAX_DELAYED_PER_TENANT', 'IDEMPOTENCY_MAX_BYTES', 'JOB_STORE_MAX_BYTES', 'SSE_MAX_CONNECTIONS', 'SSE_MAX_PER_TENANT', 'DLQ_MAX_WAITING', 'DLQ_MAX_WAITING_PER_TENANT']));
   });
 
   it('documents no variable the schemas do not read', () => {

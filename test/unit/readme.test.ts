@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorTableMarkdown } from '../../scripts/lib/error-table.ts';
 import { brokerPermissions } from '../../shared/topology/broker-users.ts';
+import { PROPERTY_DEFAULTS } from '../support/property-requests.ts';
 
 const readme = readFileSync('README.md', 'utf8');
 /** The manual: README plus every markdown file of docs/ and bench/. */
@@ -19,6 +20,16 @@ describe('README', () => {
     const end = readme.indexOf('<!-- errors:end -->');
     expect(start).toBeGreaterThan(0);
     expect(readme.slice(start + '<!-- errors:start -->'.length, end).trim()).toBe(errorTableMarkdown());
+  });
+
+  it("quotes the property-based test's case counts and seed as the test runs them", () => {
+    const security = readme.slice(readme.indexOf('## Security'));
+    expect(security).toContain(`${PROPERTY_DEFAULTS.runs.toLocaleString('en')} generated requests (seed ${PROPERTY_DEFAULTS.seed}`);
+    expect(security).toContain(`${PROPERTY_DEFAULTS.rawRuns} malformed raw request`);
+    const doc = readFileSync('docs/security.md', 'utf8').replace(/\s+/g, ' ');
+    expect(doc).toContain(`**${PROPERTY_DEFAULTS.runs.toLocaleString('en')} generated requests**`);
+    expect(doc).toContain(`**${PROPERTY_DEFAULTS.rawRuns} generated raw request heads**`);
+    expect(doc).toContain(`**seed ${PROPERTY_DEFAULTS.seed}**`);
   });
 
   it('names the two set-up commands and the Node major the project runs on', () => {
