@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Dequeuer } from '../../dequeuer/dequeuer.ts';
 import { encodeRequest } from '../../shared/envelope.ts';
