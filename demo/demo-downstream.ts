@@ -35,6 +35,7 @@ export interface DemoDownstreamOptions {
  * - `/status/:code`: that status (`?retry-after=S` adds the header)
  * - `/flaky/:percent`: 503 that percent of the time, else echo
  * - `/fail-until/:n`: 503 for the first n calls with one Idempotency-Key, then echo
+ * - `/hang-first/:ms`: the first call with one Idempotency-Key answers after `ms`, later ones at once
  * - `/headers`: the request headers as JSON
  * Every call is recorded with its Idempotency-Key so tests can count duplicates.
  */
@@ -140,6 +141,14 @@ export class DemoDownstream {
         const n = this.#attemptsByKey.get(key ?? '') ?? 0;
         this.#attemptsByKey.set(key ?? '', n + 1);
         return n < Number(arg) ? send(503, JSON.stringify({ attempt: n + 1 }), 'application/json') : echo();
+      }
+      case 'hang-first': {
+        const n = this.#attemptsByKey.get(key ?? '') ?? 0;
+        this.#attemptsByKey.set(key ?? '', n + 1);
+        if (n > 0) return echo();
+        const timer = setTimeout(echo, Math.min(Number(arg) || 0, 600_000));
+        res.on('close', () => clearTimeout(timer));
+        return;
       }
       default:
         return send(404, 'not found', 'text/plain');
