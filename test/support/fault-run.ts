@@ -1,17 +1,9 @@
 import { connect } from 'amqplib';
 import type { DemoDownstream } from '../../demo/demo-downstream.ts';
+import { answerCounts, type CallOutcome } from './fault.ts';
 
 /** One HTTP answer a fault scenario's client got (status 0: no answer, the socket failed). */
-export interface Answer {
-  /** When the request was sent (ms). */
-  at: number;
-  /** Time to the answer (ms). */
-  ms: number;
-  status: number;
-  /** The problem's `code` for 4xx/5xx. */
-  code: string | undefined;
-  retryAfter: string | null;
-  requestId: string;
+export interface Answer extends CallOutcome {
   jobId: string | undefined;
   /** The body sent, and whether the answer's body was it (sync echo): a mix-up is a wrong body. */
   sent: string;
@@ -55,7 +47,7 @@ export class FaultClient {
 
   /** Answers by `status code`, e.g. `{ '200 ': 10, '503 GW_ERR_BREAKER_OPEN': 2 }`. */
   statuses(filter: (a: Answer) => boolean = () => true): Record<string, number> {
-    return tally(this.answers.filter(filter).map((a) => `${a.status} ${a.code ?? ''}`));
+    return answerCounts(this.answers.filter(filter));
   }
 
   /** Sync answers whose 200 body is not what that request sent (correlation mix-ups). */
