@@ -15,6 +15,14 @@ export interface DemoCall {
   status: number;
 }
 
+/** A call as it arrived (recorded before any answer, so calls cut off mid-way are counted too). */
+export interface DemoArrival {
+  arrivedAt: number;
+  path: string;
+  idempotencyKey: string | undefined;
+  requestId: string | undefined;
+}
+
 export interface DemoDownstreamOptions {
   /** Appends one JSON line per call (for tests that run the demo in another process). */
   ledgerFile?: string;
@@ -27,16 +35,21 @@ export interface DemoDownstreamOptions {
  * - `/status/:code`: that status (`?retry-after=S` adds the header)
  * - `/flaky/:percent`: 503 that percent of the time, else echo
  * - `/fail-until/:n`: 503 for the first n calls with one Idempotency-Key, then echo
+ * - `/hang-first/:ms`: the first call with one Idempotency-Key answers after `ms`, later ones at once
  * - `/headers`: the request headers as JSON
  * Every call is recorded with its Idempotency-Key so tests can count duplicates.
  */
 export class DemoDownstream {
   readonly calls: DemoCall[] = [];
+  /** Every call on arrival, answered or not (a worker killed mid-call leaves one here, none in `calls`). */
+  readonly arrivals: DemoArrival[] = [];
   readonly server: Server;
   #options: DemoDownstreamOptions;
   #attemptsByKey = new Map<string, number>();
   /** While true every call answers 503 (simulates an outage). */
   down = false;
+  /** Added before every answer (ms): a slow downstream. */
+  latencyMs = 0;
 
   constructor(options: DemoDownstreamOptions = {}) {
     this.#options = options;
@@ -77,50 +90,69 @@ export class DemoDownstream {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const arrivedAt = Date.now();
+    this.arrivals.push({ arrivedAt, path: (req.url ?? '/').split('?')[0]!, idempotencyKey: req.headers['idempotency-key'] as string | undefined, requestId: req.headers['x-request-id'] as string | undefined });
+    if (this.arrivals.length > 1_000_000) this.arrivals.splice(0, 500_000);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      const url = new URL(req.url ?? '/', 'http://demo');
-      const key = req.headers['idempotency-key'] as string | undefined;
-      const send = (status: number, payload: Buffer | string, contentType?: string, extra: Record<string, string> = {}): void => {
-        this.#record({ at: Date.now(), arrivedAt, method: req.method ?? 'GET', path: url.pathname, idempotencyKey: key, headers: req.headers, status });
-        res.statusCode = status;
-        if (contentType) res.setHeader('content-type', contentType);
-        for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
-        res.end(payload);
-      };
-      const echo = (): void => send(200, body, req.headers['content-type'] ?? 'application/octet-stream');
-      const [, route, arg] = url.pathname.split('/');
-      if (this.down) return send(503, '{"error":"down"}', 'application/json');
-      switch (route) {
-        case 'echo':
-          return echo();
-        case 'headers':
-          return send(200, JSON.stringify(req.headers), 'application/json');
-        case 'delay': {
-          const ms = Math.min(Number(arg) || 0, 600_000);
-          const timer = setTimeout(echo, ms);
-          res.on('close', () => clearTimeout(timer));
-          return;
-        }
-        case 'status': {
-          const code = Number(arg);
-          if (!Number.isInteger(code) || code < 200 || code > 599) return send(400, 'bad status', 'text/plain');
-          const retryAfter = url.searchParams.get('retry-after');
-          return send(code, JSON.stringify({ status: code }), 'application/json', retryAfter ? { 'retry-after': retryAfter } : {});
-        }
-        case 'flaky':
-          return Math.random() * 100 < Number(arg) ? send(503, '{"error":"flaky"}', 'application/json') : echo();
-        case 'fail-until': {
-          const n = this.#attemptsByKey.get(key ?? '') ?? 0;
-          this.#attemptsByKey.set(key ?? '', n + 1);
-          return n < Number(arg) ? send(503, JSON.stringify({ attempt: n + 1 }), 'application/json') : echo();
-        }
-        default:
-          return send(404, 'not found', 'text/plain');
+      if (this.latencyMs > 0) {
+        const timer = setTimeout(() => this.#answer(req, res, arrivedAt, chunks), this.latencyMs);
+        res.on('close', () => clearTimeout(timer));
+        return;
       }
+      this.#answer(req, res, arrivedAt, chunks);
     });
+  }
+
+  #answer(req: IncomingMessage, res: ServerResponse, arrivedAt: number, chunks: Buffer[]): void {
+    const body = Buffer.concat(chunks);
+    const url = new URL(req.url ?? '/', 'http://demo');
+    const key = req.headers['idempotency-key'] as string | undefined;
+    const send = (status: number, payload: Buffer | string, contentType?: string, extra: Record<string, string> = {}): void => {
+      this.#record({ at: Date.now(), arrivedAt, method: req.method ?? 'GET', path: url.pathname, idempotencyKey: key, headers: req.headers, status });
+      res.statusCode = status;
+      if (contentType) res.setHeader('content-type', contentType);
+      for (const [k, v] of Object.entries(extra)) res.setHeader(k, v);
+      res.end(payload);
+    };
+    const echo = (): void => send(200, body, req.headers['content-type'] ?? 'application/octet-stream');
+    const [, route, arg] = url.pathname.split('/');
+    if (this.down) return send(503, '{"error":"down"}', 'application/json');
+    switch (route) {
+      case 'echo':
+        return echo();
+      case 'headers':
+        return send(200, JSON.stringify(req.headers), 'application/json');
+      case 'delay': {
+        const ms = Math.min(Number(arg) || 0, 600_000);
+        const timer = setTimeout(echo, ms);
+        res.on('close', () => clearTimeout(timer));
+        return;
+      }
+      case 'status': {
+        const code = Number(arg);
+        if (!Number.isInteger(code) || code < 200 || code > 599) return send(400, 'bad status', 'text/plain');
+        const retryAfter = url.searchParams.get('retry-after');
+        return send(code, JSON.stringify({ status: code }), 'application/json', retryAfter ? { 'retry-after': retryAfter } : {});
+      }
+      case 'flaky':
+        return Math.random() * 100 < Number(arg) ? send(503, '{"error":"flaky"}', 'application/json') : echo();
+      case 'fail-until': {
+        const n = this.#attemptsByKey.get(key ?? '') ?? 0;
+        this.#attemptsByKey.set(key ?? '', n + 1);
+        return n < Number(arg) ? send(503, JSON.stringify({ attempt: n + 1 }), 'application/json') : echo();
+      }
+      case 'hang-first': {
+        const n = this.#attemptsByKey.get(key ?? '') ?? 0;
+        this.#attemptsByKey.set(key ?? '', n + 1);
+        if (n > 0) return echo();
+        const timer = setTimeout(echo, Math.min(Number(arg) || 0, 600_000));
+        res.on('close', () => clearTimeout(timer));
+        return;
+      }
+      default:
+        return send(404, 'not found', 'text/plain');
+    }
   }
 
   #record(call: DemoCall): void {

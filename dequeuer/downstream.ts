@@ -10,8 +10,11 @@ export interface DownstreamResponse {
   body: Buffer;
 }
 
-/** Why a downstream call produced no usable response. */
-export type DownstreamFailure = 'timeout' | 'network' | 'breaker_open' | 'server_error' | 'bad_response';
+/**
+ * Why a downstream call produced no usable response. `refused` is never thrown by {@link Downstream}
+ * (a connect failure is a `network` failure there); a sync reply names it when nothing was sent.
+ */
+export type DownstreamFailure = 'timeout' | 'network' | 'refused' | 'breaker_open' | 'server_error' | 'bad_response';
 
 export class DownstreamError extends Error {
   readonly kind: DownstreamFailure;
@@ -187,7 +190,7 @@ export class Downstream {
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** True for a failure to connect, as opposed to a peer that answered badly or reset mid-answer. */
-function isConnectFailure(err: unknown): boolean {
+export function isConnectFailure(err: unknown): boolean {
   for (let e = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && CONNECT_FAILURES.has(code)) return true;

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { decodeRequest, type ReplyEnvelope, type RequestEnvelope } from '../shared/envelope.ts';
 import { FAILURE_CODE } from '../shared/errors.ts';
 import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
-import { DownstreamError, type Downstream, type DownstreamFailure } from './downstream.ts';
+import { DownstreamError, isConnectFailure, type Downstream, type DownstreamFailure } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
 
@@ -28,7 +28,7 @@ export interface RpcHandlerDeps {
 export function outcomeLabel(status: number | undefined, failure?: DownstreamFailure): string {
   if (failure === 'timeout') return 'timeout';
   if (failure === 'breaker_open') return 'breaker_open';
-  if (failure === 'network' || failure === 'bad_response') return 'network_error';
+  if (failure === 'network' || failure === 'refused' || failure === 'bad_response') return 'network_error';
   if (status !== undefined && status >= 500) return 'server_error';
   if (status !== undefined && status >= 400) return 'client_error';
   return 'success';
@@ -43,6 +43,23 @@ export function failureReply(err: DownstreamError): ReplyEnvelope {
     body: Buffer.alloc(0),
     error: { code: FAILURE_CODE[err.kind], detail: err.message, ...(err.retryAfterS === undefined ? {} : { retryAfterS: err.retryAfterS }) },
   };
+}
+
+/**
+ * What a sync caller is told about a failed call. Nothing answered and the breaker is open now (this
+ * call was the half-open probe, or the failure that opened it): what every other caller gets, 503
+ * breaker-open. A refused connection (nothing was sent, so a retry is safe) while the breaker is
+ * still closed: 503 refused with `Retry-After: 1`, not a 502; those are the calls of the refused
+ * streak that opens the breaker (the 60 s outage run had 2-3 such 502s at the opening).
+ */
+export function syncFailure(de: DownstreamError, downstream: Pick<Downstream, 'state' | 'retryAfterS' | 'service'>): DownstreamError {
+  if ((de.kind === 'network' || de.kind === 'timeout') && downstream.state === 'open') {
+    return new DownstreamError('breaker_open', `circuit open for ${downstream.service}`, { retryAfterS: downstream.retryAfterS() });
+  }
+  if (de.kind === 'network' && isConnectFailure(de.cause)) {
+    return new DownstreamError('refused', `${downstream.service} refused the connection: ${de.message}`, { retryAfterS: 1, cause: de.cause });
+  }
+  return de;
 }
 
 /**
@@ -106,10 +123,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
         const ids = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };
         logger.warn({ ...ids, failure: de.kind, err: de.message }, 'downstream call failed');
       }
-      // Nothing answered and the breaker is open now (this call was the half-open probe, or the
-      // failure that opened it): the caller gets what every other caller gets, 503 breaker-open.
-      const openNow = (de.kind === 'network' || de.kind === 'timeout') && (downstream.state as string) === 'open';
-      reply = failureReply(openNow ? new DownstreamError('breaker_open', `circuit open for ${service}`, { retryAfterS: downstream.retryAfterS() }) : de);
+      reply = failureReply(syncFailure(de, downstream));
     } finally {
       if (downstream.state !== 'open') duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
       inflight.dec();

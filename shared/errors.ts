@@ -32,6 +32,7 @@ export const ERRORS = {
   GW_ERR_DOWNSTREAM_STATUS: { status: 502, title: 'Downstream service answered with a failure status' },
   GW_ERR_DELIVERY_LIMIT: { status: 502, title: 'Job dead-lettered: its worker stopped while processing it too often' },
   GW_ERR_BREAKER_OPEN: { status: 503, title: 'Downstream circuit open' },
+  GW_ERR_DOWNSTREAM_REFUSED: { status: 503, title: 'Downstream service refused the connection (nothing was sent)' },
   GW_ERR_QUEUE_FULL: { status: 503, title: 'Queue full' },
   GW_ERR_DELAYED_BACKLOG_FULL: { status: 503, title: 'Too many delayed jobs not yet due' },
   GW_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message broker unavailable' },
@@ -54,7 +55,7 @@ export type ErrorCode = keyof typeof ERRORS;
  * How a job or request failed on the way to the downstream (the dequeuer's view: a call outcome, or
  * a crash loop the broker or the dequeuer ended).
  */
-export type FailureKind = 'timeout' | 'network' | 'breaker_open' | 'server_error' | 'bad_response' | 'http_status' | 'redelivered' | 'delivery_limit';
+export type FailureKind = 'timeout' | 'network' | 'refused' | 'breaker_open' | 'server_error' | 'bad_response' | 'http_status' | 'redelivered' | 'delivery_limit';
 
 /**
  * The one map from a failure kind to its registry code, for sync replies (rpc-handler), job events
@@ -63,6 +64,7 @@ export type FailureKind = 'timeout' | 'network' | 'breaker_open' | 'server_error
 export const FAILURE_CODE: Readonly<Record<FailureKind, ErrorCode>> = {
   timeout: 'GW_ERR_DOWNSTREAM_TIMEOUT',
   network: 'GW_ERR_DOWNSTREAM_UNAVAILABLE',
+  refused: 'GW_ERR_DOWNSTREAM_REFUSED',
   breaker_open: 'GW_ERR_BREAKER_OPEN',
   server_error: 'GW_ERR_DOWNSTREAM_STATUS',
   bad_response: 'GW_ERR_DOWNSTREAM_BAD_RESPONSE',

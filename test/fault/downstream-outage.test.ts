@@ -55,7 +55,7 @@ describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default setti
   const counter = async (d: Dequeuer, pick: (m: Dequeuer['metrics']) => { get(): Promise<{ values: Array<{ value: number; labels: Record<string, unknown> }> }> }, labels: Record<string, string> = {}): Promise<number> =>
     (await pick(d.metrics).get()).values.filter((v) => v.labels.service === 'echo' && Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((s, v) => s + v.value, 0);
 
-  it('0 good jobs dead-lettered; the breaker opens within 20 failed calls per dequeuer; no attempt spent while open; sync answered 503 + Retry-After at once; all processed after', async () => {
+  it('0 good jobs dead-lettered; the breaker opens within 20 failed calls per dequeuer; no attempt spent while open; 0 sync 502s, sync answered 503 + Retry-After at once; all processed after', async () => {
     const stack = suite.stack;
     const base = stack.baseUrl;
     const port = stack.demo.port;
@@ -152,6 +152,14 @@ describe(`downstream down for ${OUTAGE_S} s after healthy traffic, default setti
     // While open: only the half-open probes reach out, ≤ 1 per 5 s per dequeuer.
     expect(attemptsInWindow.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(probeBound);
     expect(failedInWindow.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(probeBound);
+    // No sync caller gets a 502 at any time: the refused calls of the streak that opens a breaker
+    // answer 503 refused (nothing was sent), every other failure 503 breaker-open; all with Retry-After.
+    const failedSync = sync.filter((s) => s.status !== 200);
+    expect(failedSync.filter((s) => s.status !== 503)).toEqual([]);
+    for (const s of failedSync) {
+      expect(['GW_ERR_BREAKER_OPEN', 'GW_ERR_DOWNSTREAM_REFUSED']).toContain(s.code);
+      expect(s.retryAfter).toBeTruthy();
+    }
     // Sync callers while open: 503 breaker-open with Retry-After, answered at once.
     expect(syncOpen.length).toBeGreaterThan(0);
     for (const s of syncOpen) {
