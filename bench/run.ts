@@ -23,12 +23,12 @@ import { pidListeningOn, startCpuWindow, type CpuRole } from './lib/cpu.ts';
 import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueState, rawNames } from './lib/broker.ts';
 import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
 import { httpLoad, PAYLOAD_1KIB, probeStatus } from './lib/load.ts';
-import { freePort, metricValue, ProcessGroup, rssBytes, scrape, sleep, waitHttpOk, type Child } from './lib/processes.ts';
+import { freePort, histogramBuckets, metricValue, ProcessGroup, quantileBetween, rssBytes, scrape, sleep, waitHttpOk, type Child } from './lib/processes.ts';
 import { headroomWarning, renderBenchmarksMd, renderCpuTable, renderLatencySvg, renderRatios, renderTable, computeRatios, type RatioRow, type ScenarioReport } from './lib/report.ts';
 import { growthBetween, summarize, type RunResult, type Sample } from './lib/stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
+const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-publish-draining', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
 type ScenarioName = (typeof ALL)[number];
 
 const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
@@ -37,6 +37,7 @@ const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario
   'express-pipeline': { title: 'minimal Express 5 front, shared direct reply-to, no confirms → amqplib consumer (prefetch 64, undici) → echo', kind: 'baseline' },
   'express-confirms': { title: 'the same pipeline with mandatory publishes and publisher confirms (fails fast like the gateway)', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
+  'raw-publish-draining': { title: 'the same publishes while a consumer process (prefetch 20, POST to echo + ack) drains the queue', kind: 'baseline' },
   'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to echo + ack', kind: 'baseline' },
   sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
   scale: { title: 'sync with 2 enqueuers (32 clients each) and 2 dequeuers', kind: 'scenario' },
@@ -371,10 +372,50 @@ async function runAll(): Promise<void> {
     });
     await purgeQueue(url, raw.workQueue);
   }
-  if (!interrupted && !asyncReason && has('accept-draining')) {
+  if (asyncReason && has('accept-draining')) notAvailable('accept-draining', asyncReason);
+  if (!interrupted && (has('raw-publish-draining') || (!asyncReason && has('accept-draining')))) {
     await purgeQueue(url, workQueue);
-    await startDequeuer(0);
-    await interleaved({ 'accept-draining': { warmup: () => acceptLoad(S.warmupS), run: () => measured(gatewayRoles(), () => acceptLoad(S.durationS)) } });
+    await purgeQueue(url, raw.workQueue);
+    if (!asyncReason && has('accept-draining')) await startDequeuer(0);
+    let rawDrainer: Child | undefined;
+    if (has('raw-publish-draining')) {
+      rawDrainer = group.spawnNode('raw-drain-consumer', join(ROOT, 'bench/baselines/raw-drain-consumer.ts'), {
+        ...baseEnv, QUEUE: raw.workQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '20',
+      });
+      await waitForLine(rawDrainer, '"ready":true', 30_000);
+    }
+    const stream = new StreamFigures();
+    await interleaved({
+      'raw-publish-draining': {
+        warmup: () => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.warmupS }),
+        run: () => measured({ loadgen: process.pid, worker: rawDrainer!.pid, downstream: downstream!.pid, ...(brokerPid ? { broker: brokerPid } : {}) }, () =>
+          runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.durationS })),
+      },
+      ...(asyncReason ? {} : {
+        'accept-draining': {
+          warmup: () => acceptLoad(S.warmupS),
+          run: async () => {
+            const before = await stream.scrape();
+            const r = await measured(gatewayRoles(), () => acceptLoad(S.durationS));
+            stream.add(before, await stream.scrapeWhenDrained(workQueue), r.count);
+            return r;
+          },
+        },
+      }),
+    });
+    if (rawDrainer) await group.stop(rawDrainer);
+    await purgeQueue(url, raw.workQueue);
+    const report = reports.get('accept-draining');
+    if (report?.status === 'ok') {
+      const { notes, checks } = stream.report();
+      report.notes = [...(report.notes ?? []), ...notes];
+      report.checks = [...(report.checks ?? []), ...checks];
+    }
+    for (const name of ['raw-publish-draining', 'accept-draining'] as const) {
+      const r = reports.get(name);
+      const note = brokerShare(r);
+      if (r && note) r.notes = [...(r.notes ?? []), note];
+    }
   }
 
   // Drain: raw drain interleaved with the dequeuer draining jobs the enqueuer accepted.
@@ -392,6 +433,85 @@ async function runAll(): Promise<void> {
       ...(asyncReason ? {} : { drain: { warmup: () => drainRun(Math.min(2000, S.drainJobs)), run: () => drainRun(S.drainJobs) } }),
     });
   }
+}
+
+/**
+ * Events-stream figures of the accept-draining runs, from the services' own metrics scraped around
+ * each run: stream messages per accepted job (the applied offset moves by one per stream message,
+ * an offset the broker assigned), what batching adds to visibility (p99 of the oldest transition's
+ * wait in the batcher) and the end-to-end visibility p99 (batcher → broker → replica).
+ */
+class StreamFigures {
+  #perJob: number[] = [];
+  #waitP99: number[] = [];
+  #visibilityP99: number[] = [];
+  #waitP50: number[] = [];
+  #loopLag: number[] = [];
+
+  async scrape(): Promise<{ enq: string; deq: string }> {
+    const [enq, deq] = await Promise.all([scrape(`http://127.0.0.1:${enqueuerPort}/metrics`), scrape(`http://127.0.0.1:${dequeuerPorts[0]}/metrics`)]);
+    return { enq: enq ?? '', deq: deq ?? '' };
+  }
+
+  /** Scrapes once the work queue is empty (at most 60 s later): every job of the run has its transitions out. */
+  async scrapeWhenDrained(queue: string): Promise<{ enq: string; deq: string }> {
+    const until = Date.now() + 60_000;
+    while (Date.now() < until && (await queueState(url, queue)).messages > 0) await sleep(100);
+    await sleep(300);
+    return this.scrape();
+  }
+
+  add(before: { enq: string; deq: string }, after: { enq: string; deq: string }, jobs: number): void {
+    const o0 = metricValue(before.enq, 'gw_events_stream_offset');
+    const o1 = metricValue(after.enq, 'gw_events_stream_offset');
+    if (o0 !== undefined && o1 !== undefined && jobs > 0) this.#perJob.push((o1 - o0) / jobs);
+    const waitBefore = sumMaps(histogramBuckets(before.enq, 'gw_event_batch_wait_seconds'), histogramBuckets(before.deq, 'gw_event_batch_wait_seconds'));
+    const waitAfter = sumMaps(histogramBuckets(after.enq, 'gw_event_batch_wait_seconds'), histogramBuckets(after.deq, 'gw_event_batch_wait_seconds'));
+    const wait = quantileBetween(waitBefore, waitAfter, 0.99);
+    if (wait !== undefined) this.#waitP99.push(wait * 1000);
+    const wait50 = quantileBetween(waitBefore, waitAfter, 0.5);
+    if (wait50 !== undefined) this.#waitP50.push(wait50 * 1000);
+    const lag = metricValue(after.enq, 'nodejs_eventloop_lag_p99_seconds');
+    if (lag !== undefined) this.#loopLag.push(lag * 1000);
+    const vis = quantileBetween(histogramBuckets(before.enq, 'gw_events_visibility_seconds'), histogramBuckets(after.enq, 'gw_events_visibility_seconds'), 0.99);
+    if (vis !== undefined) this.#visibilityP99.push(vis * 1000);
+  }
+
+  report(): { notes: string[]; checks: RatioRow[] } {
+    const med = (v: number[]): number | undefined => (v.length ? [...v].sort((a, b) => a - b)[v.length >> 1] : undefined);
+    const perJob = med(this.#perJob);
+    const wait = med(this.#waitP99);
+    const vis = med(this.#visibilityP99);
+    const wait50 = med(this.#waitP50);
+    const lag = med(this.#loopLag);
+    const fmt = (v: number | undefined, unit = ''): string => (v === undefined ? 'n/a' : `${Number.isFinite(v) ? v.toFixed(unit ? 0 : 3) : '> max bucket'}${unit}`);
+    return {
+      notes: [
+        `events stream: ${fmt(perJob)} stream messages per accepted job (runs: ${this.#perJob.map((v) => v.toFixed(3)).join(', ') || 'n/a'}); ` +
+        `batching wait p50 ≤ ${fmt(wait50, ' ms')}, p99 ≤ ${fmt(wait, ' ms')}, visibility (batcher → broker → replica) p99 ≤ ${fmt(vis, ' ms')} (bucket upper bounds); ` +
+        `enqueuer event-loop lag p99 ${fmt(lag, ' ms')} (a flush timer fires late by that much).`,
+      ],
+      checks: [
+        { label: 'accept-draining: events-stream messages per job', value: perJob, target: '≤ 0.20', met: perJob === undefined ? undefined : perJob <= 0.2, display: fmt(perJob) },
+        { label: 'accept-draining: what batching adds to visibility (p99 wait in the batcher)', value: wait, target: '≤ 10 ms', met: wait === undefined ? undefined : wait <= 10, display: fmt(wait, ' ms') },
+      ],
+    };
+  }
+}
+
+function sumMaps(a: Map<number, number>, b: Map<number, number>): Map<number, number> {
+  const out = new Map(a);
+  for (const [k, v] of b) out.set(k, (out.get(k) ?? 0) + v);
+  return out;
+}
+
+/** The broker's CPU in a scenario: cores it used at the median throughput, and its share of all the processes' CPU. */
+function brokerShare(r: ScenarioReport | undefined): string | undefined {
+  const cpu = r?.summary?.cpu;
+  if (!cpu || cpu.broker === undefined || !r.summary) return undefined;
+  const total = Object.values(cpu).reduce((n, v) => n + (v ?? 0), 0);
+  const cores = (cpu.broker * r.summary.throughputMedianPerS) / 1e6;
+  return `broker CPU: ${Math.round(cpu.broker)} µs per operation = ${(cores * 100).toFixed(0)}% of a core at the median throughput, ${((cpu.broker / total) * 100).toFixed(0)}% of all measured CPU.`;
 }
 
 /** Fills the work queue through the enqueuer (dequeuer stopped), then times one dequeuer draining it. */

@@ -8,7 +8,8 @@ import { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { GatewayError } from '../shared/errors.ts';
 import { writeProblem } from '../shared/http-problem.ts';
 import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
-import { breakerEventRoutingKey, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
+import { BATCH_ROUTING_KEY, breakerEventRoutingKey, FIRST_AT_HEADER, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
+import { EventBatcher } from '../shared/amqp/event-batcher.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
 import { createRegistry } from '../shared/metrics.ts';
 import { brokerGate, type CapabilityProbe, isCapabilityError, type BrokerCapabilities } from '../shared/amqp/capabilities.ts';
@@ -62,6 +63,8 @@ export class Dequeuer implements Lifecycle {
   #workConsumers = new Map<string, QueueConsumer>();
   #consumerMeta = new Map<QueueConsumer, { service: string; kind: 'rpc' | 'work' }>();
   #syncChain: Promise<void> = Promise.resolve();
+  /** Job transitions on their way to the events stream, batched. */
+  #outbox: EventBatcher;
   /** Requester checks in flight by reply-to address: concurrent requests of one channel share one. */
   #requesterChecks = new Map<string, Promise<boolean>>();
   /** Reply-to addresses found gone (one never comes back), newest last, at most GONE_REQUESTERS_MAX. */
@@ -77,7 +80,19 @@ export class Dequeuer implements Lifecycle {
     this.registry = options.registry ?? createRegistry({ app: 'dequeuer' });
     this.metrics = createDequeuerMetrics(this.registry);
     initDequeuerMetrics(this.metrics, config.consume);
-    this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
+    this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs, eventsMaxAge: config.eventsMaxAge, eventsMaxBytes: config.eventsMaxBytes });
+    this.#outbox = new EventBatcher({
+      publish: (body, _events, firstAt) => {
+        const publisher = this.#publisher;
+        if (!publisher) return Promise.reject(new Error('publish connection down'));
+        return publisher.publish(this.topology.names.eventsExchange, BATCH_ROUTING_KEY, body, { messageId: nextEventId(), contentType: 'application/json', headers: { [FIRST_AT_HEADER]: firstAt } }, 'event');
+      },
+      onFlush: (events, _bytes, waitedMs) => {
+        this.metrics.eventBatchSize.observe(events);
+        this.metrics.eventBatchWait.observe(waitedMs / 1000);
+      },
+      onError: (err, events) => this.#logger.warn({ err, events }, 'job events not published to the events stream'),
+    });
     const common = { url: config.rabbitmqUrl, heartbeatS: config.heartbeatS, writeBatching: config.writeBatching, logger: this.#logger, ...(config.tls ? { tls: config.tls } : {}) };
 
     for (const service of config.consume) {
@@ -110,6 +125,7 @@ export class Dequeuer implements Lifecycle {
           downstream,
           topology: this.topology,
           publisher: () => this.#publisher,
+          publishEvent: (e) => this.#outbox.add(e),
           metrics: this.metrics,
           logger,
           maxResultBytes: config.maxResultBytes,
@@ -382,6 +398,7 @@ export class Dequeuer implements Lifecycle {
     const steps: Array<() => Promise<unknown>> = [
       ...this.#consumers.map((c) => () => c.close()),
       () => this.#consumeConn.close(),
+      () => this.#outbox.close(),
       () => this.#publishConn.close(),
       ...[...this.downstreams.values()].map((d) => () => d.close()),
       () =>

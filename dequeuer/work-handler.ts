@@ -2,7 +2,7 @@ import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { decodeRequest, encodeRequest, type RequestEnvelope } from '../shared/envelope.ts';
-import { encodeEvent, jobEventRoutingKey, toJobResult, type JobError, type JobEvent, eventIdSource } from '../shared/events.ts';
+import { toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
 import { fullJitterDelayMs } from '../shared/backoff.ts';
 import { FAILURE_CODE } from '../shared/errors.ts';
 import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
@@ -14,13 +14,13 @@ import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
 import { outcomeLabel } from './rpc-handler.ts';
 
-const nextEventId = eventIdSource();
-
 export interface WorkHandlerDeps {
   downstream: Downstream;
   topology: Topology;
   /** The confirm publisher of the publish connection, if it is up. */
   publisher: () => ConfirmPublisher | undefined;
+  /** Sends a transition to the events stream (batched: shared/amqp/event-batcher.ts). */
+  publishEvent: (e: JobEvent) => void;
   metrics: DequeuerMetrics;
   logger: Logger;
   /** Largest result body stored with a job (bytes). */
@@ -73,20 +73,10 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   const processSpan = { name: `${queue} process`, attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'process', 'messaging.destination.name': queue, 'gw.service': service }) };
   const callSpan = { name: `${service} call`, attributes: Object.freeze({ 'gw.service': service, 'server.address': new URL(downstream.config.url).host }) };
 
-  const emit = (env: RequestEnvelope, ids: JobLogIds, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
-    const publisher = deps.publisher();
+  const emit = (env: RequestEnvelope, _ids: JobLogIds, event: Omit<JobEvent, 'v' | 'kind' | 'jobId' | 'tenant' | 'service' | 'at'>): void => {
     const e: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId, ...event };
     if (env.traceparent) e.traceparent = env.traceparent;
-    if (!publisher) {
-      logger.warn({ ...ids, state: e.state }, 'job event dropped: publish connection down');
-      return;
-    }
-    publisher
-      .publish(topology.names.eventsExchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
-      .catch((err: Error) => {
-        // Unroutable just means no enqueuer listens right now.
-        if ((err as { code?: string }).code !== 'GW_ERR_UNROUTABLE') logger.warn({ err, ...ids, state: e.state }, 'job event not confirmed');
-      });
+    deps.publishEvent(e);
   };
 
   // A function, not an inline comparison: the state changes while the call is awaited.

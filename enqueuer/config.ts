@@ -65,8 +65,8 @@ export const enqueuerEnvShape = {
   SSE_MAX_PER_TENANT: envInt(1, 100_000, 100),
   /** Heartbeat comment period on SSE streams (ms). @default 15000 */
   SSE_HEARTBEAT_MS: envInt(100, 600_000, 15_000),
-  /** Bound of each replica's event queue (messages; oldest dropped beyond it). @default 100000 */
-  EVENTS_QUEUE_MAX_LENGTH: envInt(100, 10_000_000, 100_000),
+  /** Bytes of recent events-stream messages each replica keeps for SSE `Last-Event-ID` resumes (older ids get `event: reset`). @default 33554432 (32 MiB) */
+  EVENTS_REPLAY_MAX_BYTES: envInt(64 * 1024, 16 * 1024 * 1024 * 1024, 32 * 1024 * 1024),
   /** Upper bound of one DLQ browse/replay/discard (ms). @default 30000 */
   DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
   /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
@@ -173,7 +173,7 @@ export interface EnqueuerConfig extends BrokerSettings {
   sseMaxConnections: number;
   sseMaxPerTenant: number;
   sseHeartbeatMs: number;
-  eventsQueueMaxLength: number;
+  eventsReplayMaxBytes: number;
   dlqOpTimeoutMs: number;
   dlqMaxScan: number;
   maxDelayedPerTenant: number;
@@ -220,7 +220,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     sseMaxConnections: e.SSE_MAX_CONNECTIONS,
     sseMaxPerTenant: Math.min(e.SSE_MAX_PER_TENANT, Math.max(1, e.SSE_MAX_CONNECTIONS)),
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
-    eventsQueueMaxLength: e.EVENTS_QUEUE_MAX_LENGTH,
+    eventsReplayMaxBytes: e.EVENTS_REPLAY_MAX_BYTES,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
     dlqMaxScan: e.DLQ_MAX_SCAN,
     maxDelayedPerTenant: e.MAX_DELAYED_PER_TENANT,

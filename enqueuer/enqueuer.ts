@@ -10,7 +10,8 @@ import { EnqueuerBroker } from './broker.ts';
 import type { EnqueuerConfig } from './config.ts';
 import { DeadLetters } from './dlq.ts';
 import { BreakerBoard } from './events/breaker-board.ts';
-import { EventsConsumer } from './events/events-consumer.ts';
+import { EventStream } from './events/event-stream.ts';
+import { MARKER_ROUTING_KEY, eventIdSource } from '../shared/events.ts';
 import { JobEventHub } from './events/job-event-hub.ts';
 import { JobEvents } from './events/job-events.ts';
 import { HttpServer } from './http/server.ts';
@@ -22,6 +23,8 @@ import { DEV_PRINCIPAL, Guard } from './security/guard.ts';
 import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import { Admission } from './submit/admission.ts';
 import { Submitter } from './submit/submitter.ts';
+
+const nextMarkerId = eventIdSource();
 
 /** The tenant of every request in development mode (`AUTH_MODE=none`); kept for code that imported it. */
 export const DEFAULT_TENANT = DEV_PRINCIPAL.tenant;
@@ -51,8 +54,10 @@ export class Enqueuer implements Lifecycle {
   readonly stores: Stores;
   readonly hub = new JobEventHub();
   readonly breakers = new BreakerBoard();
-  readonly events: EventsConsumer;
+  /** The events stream, read by offset (job view, breaker board, SSE replay). */
+  readonly events: EventStream;
   readonly jobEvents: JobEvents;
+  #markerTimer: NodeJS.Timeout | undefined;
   /** DLQ browse/replay/discard, on connections of its own. */
   readonly deadLetters: DeadLetters;
   readonly guard: Guard;
@@ -69,7 +74,7 @@ export class Enqueuer implements Lifecycle {
     const logger = options.logger.child({ component: 'enqueuer' });
     this.#logger = logger;
     this.registry = options.registry ?? createRegistry({ app: 'enqueuer' });
-    this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs });
+    this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs, eventsMaxAge: config.eventsMaxAge, eventsMaxBytes: config.eventsMaxBytes });
     this.metrics = createEnqueuerMetrics(this.registry, {
       publishPending: () => this.replies.publishPending,
       correlationInflight: () => this.replies.inflight,
@@ -96,13 +101,29 @@ export class Enqueuer implements Lifecycle {
       },
     });
     this.stores = new Stores({ config, logger });
-    this.jobEvents = new JobEvents({ hub: this.hub, jobs: this.stores.jobs, replies: this.replies, eventsExchange: this.topology.names.eventsExchange, logger });
-    this.events = new EventsConsumer({
+    this.jobEvents = new JobEvents({
+      hub: this.hub, jobs: this.stores.jobs, replies: this.replies, eventsExchange: this.topology.names.eventsExchange, logger,
+      onFlush: (events, _bytes, waitedMs) => {
+        this.metrics.eventBatchSize.observe(events);
+        this.metrics.eventBatchWait.observe(waitedMs / 1000);
+      },
+    });
+    this.events = new EventStream({
       broker: this.broker,
       logger,
-      exchange: this.topology.names.eventsExchange,
-      maxLength: config.eventsQueueMaxLength,
-      onJob: (e) => this.jobEvents.received(e),
+      stream: this.topology.names.eventsStream,
+      store: this.stores.jobs,
+      replayMaxBytes: config.eventsReplayMaxBytes,
+      onJob: (e, id) => this.jobEvents.received(e, id),
+      onApplied: (offset, events, lagMs) => {
+        this.metrics.eventsOffset.set(offset);
+        this.metrics.eventsRead.inc(events);
+        if (lagMs !== undefined) {
+          this.metrics.eventsLag.set(Math.max(0, lagMs) / 1000);
+          // Messages read while catching up are history, not how fast a transition shows.
+          if (this.events.caughtUp) this.metrics.eventsVisibility.observe(Math.max(0, lagMs) / 1000);
+        }
+      },
       deadLetters: {
         exchange: this.topology.names.deadLetterExchange,
         deliveryLimits: Object.fromEntries(Object.entries(config.services).map(([name, svc]) => [name, svc.work.deliveryLimit])),
@@ -120,6 +141,7 @@ export class Enqueuer implements Lifecycle {
       maxWaiting: config.dlqMaxWaiting,
       maxWaitingPerTenant: config.dlqMaxWaitingPerTenant,
     });
+    this.broker.main.on('up', () => this.#publishMarker());
     this.admission = new Admission(this.broker);
     this.submitter = new Submitter({
       config,
@@ -133,6 +155,24 @@ export class Enqueuer implements Lifecycle {
       metrics: this.metrics,
       logger,
     });
+  }
+
+  /**
+   * Publishes this replica's start marker until the stream reader reads it back: the marker sits at
+   * the stream's tail of that moment, so reading it means the view holds everything before start.
+   */
+  #publishMarker(): void {
+    if (this.events.caughtUp || this.#markerTimer || this.#state === 'stopped') return;
+    this.replies
+      .publish(this.topology.names.eventsExchange, MARKER_ROUTING_KEY, this.events.marker(), { messageId: nextMarkerId(), contentType: 'application/json' }, 'event')
+      .then(() => this.events.whenCaughtUp(), (err: unknown) => {
+        this.#logger.warn({ err }, 'events stream start marker not published; retrying');
+        this.#markerTimer = setTimeout(() => {
+          this.#markerTimer = undefined;
+          this.#publishMarker();
+        }, 1000).unref();
+      })
+      .catch(() => {});
   }
 
   /** The reply router of the main connection (publishes and sync request-reply). */
@@ -155,12 +195,11 @@ export class Enqueuer implements Lifecycle {
   }
 
   readiness(): Readiness {
-    const events = this.events.connection;
     const checks: Record<string, boolean | string> = {
       state: this.#state,
       ...this.broker.checks(),
       // Not gating: jobs are still accepted safely, only their status view lags.
-      events: events.state === 'connected' ? true : (events.lastError ?? events.state),
+      events: this.events.status(),
     };
     const capabilities = this.broker.capabilities;
     return {
@@ -188,7 +227,7 @@ export class Enqueuer implements Lifecycle {
       readiness: () => this.readiness(),
       guard,
       services: { config, topology: this.topology, guard, submitter: this.submitter },
-      jobs: { config, jobs: this.stores.jobs, hub: this.hub, guard },
+      jobs: { config, jobs: this.stores.jobs, hub: this.hub, replay: this.events, guard },
       dlq: { config, deadLetters: this.deadLetters, logger: this.#logger, metrics: this.metrics, jobEvents: this.jobEvents, guard },
     });
     this.#app = app;
@@ -235,9 +274,12 @@ export class Enqueuer implements Lifecycle {
     this.#logger.info({ inflight: this.admission.inflight }, 'listener closed; finishing in-flight requests');
     await this.admission.idle(this.config.shutdownGraceMs);
     const errors: unknown[] = [];
+    clearTimeout(this.#markerTimer);
     const steps = [
       () => this.deadLetters.close(),
+      () => this.jobEvents.close(),
       () => this.broker.close(),
+      () => this.events.settle(),
       () => this.stores.close(),
       () => this.guard.close(),
     ];

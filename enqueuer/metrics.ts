@@ -20,6 +20,14 @@ export interface EnqueuerMetrics extends CommonMetrics {
   jobsReplayed: Counter<'service'>;
   authFailures: Counter<'reason'>;
   limited: Counter<'reason'>;
+  /** Offset of the last events-stream message this replica applied. */
+  eventsOffset: Gauge;
+  /** How long after its oldest transition happened the last applied stream message was read (s): this replica's lag. */
+  eventsLag: Gauge;
+  /** The same per message: how long a transition takes to become visible here (batching, broker, reading). */
+  eventsVisibility: Histogram;
+  /** Transitions read from the events stream (÷ gw_jobs_accepted_total = events per job). */
+  eventsRead: Counter;
 }
 
 /** Live values read at scrape time. */
@@ -38,6 +46,15 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
   const registers = [registry];
   return {
     ...createCommonMetrics(registry),
+    eventsOffset: new Gauge({ name: 'gw_events_stream_offset', help: 'Offset of the last events-stream message this replica applied', registers }),
+    eventsLag: new Gauge({ name: 'gw_events_stream_lag_seconds', help: 'Time from the oldest transition of the last applied events-stream message to its apply on this replica (its lag behind the stream)', registers }),
+    eventsVisibility: new Histogram({
+      name: 'gw_events_visibility_seconds',
+      help: 'Time from a batch\'s oldest transition to its apply on this replica (batching wait, broker, reading)',
+      buckets: [0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    }),
+    eventsRead: new Counter({ name: 'gw_events_read_total', help: 'Job and breaker transitions read from the events stream', registers }),
     httpRequests: new Counter({ name: 'gw_http_requests_total', help: 'HTTP requests answered', labelNames: ['route', 'method', 'status'], registers }),
     httpDuration: new Histogram({
       name: 'gw_http_request_duration_seconds',

@@ -1,7 +1,9 @@
 /**
- * Events on the `<prefix>.events` topic exchange: job transitions published by the dequeuer (the
- * enqueuer turns them into the job status view and SSE streams) and breaker transitions (the
- * enqueuer sheds sync requests for a service whose breaker is open).
+ * Events on the `<prefix>.events` topic exchange, which routes everything into the `<prefix>.events`
+ * stream: job transitions published by the enqueuer (`queued`) and the dequeuer (the enqueuer turns
+ * them into the job status view and SSE streams), and breaker transitions (the enqueuer sheds sync
+ * requests for a service whose breaker is open). Job transitions travel in v2 batches
+ * ({@link EventBatch}); a v1 message holds one event (breaker transitions, older publishers).
  */
 
 /** Job states. `queued` is recorded by the enqueuer once the broker confirmed the job. */
@@ -50,6 +52,11 @@ export interface JobEvent {
   /** For `retrying`: when the next attempt is due (epoch ms). */
   nextAttemptAt?: number;
   result?: JobResult;
+  /**
+   * Set only inside a v2 batch: the `running` transition of this attempt began at this time and was
+   * folded into this event (both were in one batch). {@link decodeEvents} expands it back.
+   */
+  startedAt?: number;
 }
 
 export interface BreakerEvent {
@@ -63,6 +70,38 @@ export interface BreakerEvent {
 }
 
 export type GatewayEvent = JobEvent | BreakerEvent;
+
+/** Version 2 envelope: the transitions one process collected over one flush (shared/amqp/event-batcher.ts). */
+export interface EventBatch {
+  v: 2;
+  kind: 'batch';
+  events: GatewayEvent[];
+}
+
+/** A replica's start marker: once it reads its own marker back it has caught up with the stream. */
+export interface StreamMarker {
+  v: 2;
+  kind: 'marker';
+  id: string;
+}
+
+/** Routing key of v2 batches (matches `job.#`, so a queue bound for job events still hears them). */
+export const BATCH_ROUTING_KEY = 'job.batch';
+export const MARKER_ROUTING_KEY = 'marker';
+/**
+ * Header of a batch: epoch ms its oldest transition was handed to the batcher, so a reader measures
+ * how long after it happened a transition became visible (batching wait included).
+ */
+export const FIRST_AT_HEADER = 'gw-first-at';
+
+/** What one stream message holds, decoded. */
+export interface DecodedEvents {
+  events: GatewayEvent[];
+  /** Set when the message is a {@link StreamMarker}. */
+  marker?: string;
+  /** Events that were not valid v1 events (skipped, counted by the caller). */
+  invalid: number;
+}
 
 export function jobEventRoutingKey(e: Pick<JobEvent, 'service' | 'state'>): string {
   return `job.${e.service}.${e.state}`;
@@ -84,6 +123,46 @@ export function decodeEvent(content: Buffer): GatewayEvent | undefined {
   } catch {
     return undefined;
   }
+  return validEvent(e);
+}
+
+/**
+ * Decodes a message of the events exchange or stream: a v1 event, a v2 batch (a folded `running`
+ * expanded back into its own transition, in order) or a v2 marker. Undefined when it is none of them.
+ */
+export function decodeEvents(content: Buffer): DecodedEvents | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(content.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!o || typeof o !== 'object') return undefined;
+  const m = o as Record<string, unknown>;
+  if (m.v === 2 && m.kind === 'marker' && typeof m.id === 'string') return { events: [], marker: m.id, invalid: 0 };
+  if (m.v === 2 && m.kind === 'batch' && Array.isArray(m.events)) {
+    const events: GatewayEvent[] = [];
+    let invalid = 0;
+    for (const raw of m.events as unknown[]) {
+      const e = validEvent(raw);
+      if (!e) invalid++;
+      else if (e.kind === 'job' && e.startedAt !== undefined) {
+        const { startedAt, ...final } = e;
+        const running: JobEvent = { ...final, state: 'running', at: startedAt };
+        delete running.result;
+        delete running.error;
+        delete running.nextAttemptAt;
+        if (e.state !== 'running') events.push(running);
+        events.push(final);
+      } else events.push(e);
+    }
+    return { events, invalid };
+  }
+  const e = validEvent(o);
+  return e ? { events: [e], invalid: 0 } : undefined;
+}
+
+function validEvent(e: unknown): GatewayEvent | undefined {
   if (!e || typeof e !== 'object') return undefined;
   const o = e as Record<string, unknown>;
   if (o.v !== 1 || typeof o.service !== 'string' || typeof o.at !== 'number') return undefined;

@@ -24,6 +24,10 @@ export interface CommonMetrics {
   publishes: Counter<'kind' | 'outcome'>;
   unhandledErrors: Counter;
   brokerInfo: Gauge<'product' | 'version' | 'quorum' | 'stream' | 'delivery_limit_default'>;
+  /** Transitions per v2 batch this process published to the events stream. */
+  eventBatchSize: Histogram;
+  /** How long the oldest transition of each batch waited in the batcher (s): what batching adds to visibility. */
+  eventBatchWait: Histogram;
 }
 
 export function createCommonMetrics(registry: Registry): CommonMetrics {
@@ -37,6 +41,18 @@ export function createCommonMetrics(registry: Registry): CommonMetrics {
       name: 'gw_broker_info',
       help: 'The broker as probed at start-up (always 1): version, queue types available, default quorum delivery limit',
       labelNames: ['product', 'version', 'quorum', 'stream', 'delivery_limit_default'],
+      registers: [registry],
+    }),
+    eventBatchSize: new Histogram({
+      name: 'gw_event_batch_size',
+      help: 'Transitions per batch this process published to the events stream (one stream message each)',
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+      registers: [registry],
+    }),
+    eventBatchWait: new Histogram({
+      name: 'gw_event_batch_wait_seconds',
+      help: 'How long the oldest transition of each published batch waited in the batcher',
+      buckets: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.015, 0.02, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
   };

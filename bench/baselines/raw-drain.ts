@@ -11,6 +11,8 @@ export interface RawDrainOptions {
   /** Downstream endpoint each message is POSTed to. */
   downstreamUrl: string;
   maxDurationS: number;
+  /** Called once the consumer is registered. */
+  onReady?: () => void;
 }
 
 /**
@@ -53,6 +55,7 @@ export async function runRawDrain(o: RawDrainOptions): Promise<RunResult> {
           if (acked + errors >= o.count) done();
         });
     }, { noAck: false });
+    o.onReady?.();
     await finished;
     clearTimeout(guard);
     const durationS = (Date.now() - startedMs) / 1000;

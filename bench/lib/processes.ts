@@ -138,3 +138,28 @@ export async function scrape(url: string): Promise<string | undefined> {
     return undefined;
   }
 }
+
+/** Cumulative bucket counts (`le` → count) of a histogram, summed over its label sets. */
+export function histogramBuckets(exposition: string, name: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\} ([^\\s]+)`, 'gm');
+  for (const m of exposition.matchAll(re)) {
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/**
+ * The `q` quantile of what a histogram observed between two scrapes, as the upper bound of the
+ * bucket it falls in (so "≤ x"); undefined when nothing was observed.
+ */
+export function quantileBetween(before: Map<number, number>, after: Map<number, number>, q: number): number | undefined {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (total <= 0) return undefined;
+  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= q * total) return b;
+  return Number.POSITIVE_INFINITY;
+}

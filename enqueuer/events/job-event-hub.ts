@@ -1,6 +1,7 @@
 import type { JobEvent } from '../../shared/events.ts';
+import type { EventId } from './replay-log.ts';
 
-type Listener = (e: JobEvent) => void;
+type Listener = (e: JobEvent, id: EventId) => void;
 
 /**
  * In-process fan-out of job events to SSE streams and `wait=N` waiters. Listeners are keyed by job
@@ -18,9 +19,10 @@ export class JobEventHub {
     return n;
   }
 
-  emit(e: JobEvent): void {
-    for (const fn of this.#byJob.get(jobKey(e.tenant, e.jobId)) ?? []) fn(e);
-    for (const fn of this.#byTenant.get(e.tenant) ?? []) fn(e);
+  /** One transition as read from the events stream, with its position there. */
+  emit(e: JobEvent, id: EventId): void {
+    for (const fn of this.#byJob.get(jobKey(e.tenant, e.jobId)) ?? []) fn(e, id);
+    for (const fn of this.#byTenant.get(e.tenant) ?? []) fn(e, id);
   }
 
   /** Subscribes to one job's events; returns the unsubscribe function. */

@@ -1,46 +1,58 @@
 import type { Logger } from 'pino';
-import { encodeEvent, eventIdSource, jobEventRoutingKey, type JobEvent } from '../../shared/events.ts';
+import { EventBatcher } from '../../shared/amqp/event-batcher.ts';
+import { BATCH_ROUTING_KEY, eventIdSource, FIRST_AT_HEADER, type JobEvent } from '../../shared/events.ts';
 import type { JobStore } from '../jobs/job-store.ts';
 import type { ReplyRouter } from '../replies.ts';
 import type { JobEventHub } from './job-event-hub.ts';
+import type { EventId } from './replay-log.ts';
 
 const nextEventId = eventIdSource();
 
 /**
- * Where this replica's job events go: {@link received} for an event from the events exchange (or
- * one this replica made), {@link announce} to tell the other replicas, {@link record} for both.
+ * Where this replica's job events go: {@link received} for a transition read from the events
+ * stream, {@link announce} to put one made here into the stream (batched: every replica, this one
+ * included, reads it back), {@link record} for a transition made here that this replica applies at once.
  */
 export class JobEvents {
   #hub: JobEventHub;
   #jobs: JobStore;
-  #replies: ReplyRouter;
-  #exchange: string;
   #logger: Logger;
+  /** `queued` transitions on their way to the events stream. */
+  readonly outbox: EventBatcher;
 
-  constructor(o: { hub: JobEventHub; jobs: JobStore; replies: ReplyRouter; eventsExchange: string; logger: Logger }) {
+  constructor(o: {
+    hub: JobEventHub; jobs: JobStore; replies: ReplyRouter; eventsExchange: string; logger: Logger;
+    onFlush?: (events: number, bytes: number, waitedMs: number) => void;
+  }) {
     this.#hub = o.hub;
     this.#jobs = o.jobs;
-    this.#replies = o.replies;
-    this.#exchange = o.eventsExchange;
     this.#logger = o.logger;
+    this.outbox = new EventBatcher({
+      publish: (body, _events, firstAt) => o.replies.publish(o.eventsExchange, BATCH_ROUTING_KEY, body, { messageId: nextEventId(), contentType: 'application/json', headers: { [FIRST_AT_HEADER]: firstAt } }, 'event'),
+      ...(o.onFlush ? { onFlush: o.onFlush } : {}),
+      onError: (err, events) => o.logger.warn({ err, events }, 'queued events not published to the events stream'),
+    });
   }
 
-  /** Waiters and streams hear the event at once; the store applies it in the background (monotonic). */
-  received(e: JobEvent): void {
-    this.#hub.emit(e);
-    this.#jobs.apply(e).catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant, state: e.state }, 'job event not applied to the store'));
+  /** A transition read from the stream: waiters and SSE streams hear it at once; resolves once the store applied it (monotonic). */
+  received(e: JobEvent, id: EventId): Promise<unknown> {
+    this.#hub.emit(e, id);
+    return this.#jobs.apply(e);
   }
 
-  /** Publishes the event for the other replicas (each applies it; this one already has); fire and forget. */
+  /** Sends the transition to the events stream for every replica (fire and forget; batched). */
   announce(e: JobEvent): void {
-    this.#replies
-      .publish(this.#exchange, jobEventRoutingKey(e), encodeEvent(e), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
-      .catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant }, 'queued event not published'));
+    this.outbox.add(e);
   }
 
-  /** Records an event made here (e.g. a job replayed from the DLQ is `queued` again) and tells the other replicas. */
+  /** Records a transition made here (e.g. a job replayed from the DLQ is `queued` again) in the store now, and announces it. */
   record(e: JobEvent): void {
-    this.received(e);
+    this.#jobs.apply(e).catch((err: unknown) => this.#logger.warn({ err, jobId: e.jobId, tenant: e.tenant, state: e.state }, 'job event not applied to the store'));
     this.announce(e);
+  }
+
+  /** Publishes what waits in the outbox and waits for its confirms. */
+  close(): Promise<void> {
+    return this.outbox.close();
   }
 }

@@ -14,6 +14,14 @@ export interface JobStore {
   get(tenant: string, id: string): Promise<JobRecord | undefined>;
   /** Newest first; a page may hold fewer than `limit` jobs when filters skip many, follow `next`. */
   list(tenant: string, query: ListQuery): Promise<ListPage>;
+  /**
+   * Offset of the last events-stream message whose transitions are all applied: a restart resumes
+   * after it. Redis keeps it (shared by the replicas: each applies every message in order); the
+   * memory store has none (a new process rebuilds from the stream's retained window).
+   */
+  appliedOffset(): Promise<number | undefined>;
+  /** Records {@link appliedOffset} (never moves it back). */
+  recordOffset(offset: number): Promise<void>;
   /** Drops expired entries (the sweeper calls it; tests may too). */
   sweep(): Promise<number>;
   close(): Promise<void>;

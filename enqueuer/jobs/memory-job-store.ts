@@ -104,6 +104,13 @@ export class MemoryJobStore implements JobStore {
     return i >= 0 && last !== undefined ? { jobs, next: encodeCursor(last) } : { jobs };
   }
 
+  /** None: a new process starts empty and rebuilds from the stream's retained window. */
+  async appliedOffset(): Promise<number | undefined> {
+    return undefined;
+  }
+
+  async recordOffset(): Promise<void> {}
+
   async sweep(): Promise<number> {
     const now = this.#now();
     let removed = 0;

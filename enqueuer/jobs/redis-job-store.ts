@@ -39,6 +39,13 @@ end
 return redis.call('HGETALL', KEYS[1])
 `;
 
+/** Sets KEYS[1] to ARGV[1] unless it already holds a larger offset (replicas record the same key). */
+const MAX_OFFSET_LUA = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+`;
+
 type ApplyCommand = (keys: [string, string, string], ...args: string[]) => Promise<string[]>;
 
 /** Redis failures surface as a typed 503 rather than an opaque 500. */
@@ -70,6 +77,16 @@ export class RedisJobStore implements JobStore {
     if (!('gwApplyJob' in redis)) redis.defineCommand('gwApplyJob', { numberOfKeys: 3, lua: APPLY_LUA });
     const cmd = (redis as unknown as { gwApplyJob: (...args: string[]) => Promise<string[]> }).gwApplyJob.bind(redis);
     this.#apply = (keys, ...args) => cmd(...keys, ...args);
+    if (!('gwMaxOffset' in redis)) redis.defineCommand('gwMaxOffset', { numberOfKeys: 1, lua: MAX_OFFSET_LUA });
+  }
+
+  async appliedOffset(): Promise<number | undefined> {
+    const v = await storeCall(this.#redis.get(`${this.#prefix}events:offset`));
+    return v === null ? undefined : Number(v);
+  }
+
+  async recordOffset(offset: number): Promise<void> {
+    await storeCall((this.#redis as unknown as { gwMaxOffset: (key: string, offset: string) => Promise<number> }).gwMaxOffset(`${this.#prefix}events:offset`, String(offset)));
   }
 
   #jobKey(tenant: string, id: string): string {

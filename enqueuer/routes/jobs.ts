@@ -11,11 +11,20 @@ import { currentStateEvent, JobEventSchema, jobEventView, JobPageSchema, JobSche
 import type { JobStore } from '../jobs/job-store.ts';
 import type { Guard } from '../security/guard.ts';
 import { StreamSlots } from '../events/stream-slots.ts';
+import { compareEventIds, formatEventId, parseEventId, type EventId, type ReplayLog } from '../events/replay-log.ts';
+
+/** What the SSE routes replay from on a `Last-Event-ID` (the enqueuer's events stream reader). */
+export interface EventReplay {
+  readonly log: ReplayLog;
+  /** Position of the last transition read (undefined before the first). */
+  readonly position: EventId | undefined;
+}
 
 export interface JobsRouteDeps {
   config: Pick<EnqueuerConfig, 'jobsListMaxLimit' | 'sseMaxConnections' | 'sseMaxPerTenant' | 'sseHeartbeatMs'>;
   jobs: JobStore;
   hub: JobEventHub;
+  replay: EventReplay;
   /** The key's service allow-list: other services' jobs are not listed, read (404) or streamed. */
   guard: Guard;
 }
@@ -76,7 +85,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   /** Opens an SSE response with heartbeats; returns a writer and registers cleanup (and the slot's release) on close. */
-  function openStream(req: Request, res: Response, cleanup: () => void, release: () => void): (event: string, data: unknown, id?: number) => void {
+  function openStream(req: Request, res: Response, cleanup: () => void, release: () => void): (event: string, data: unknown, id?: EventId) => void {
     res.status(200);
     res.setHeader('content-type', 'text/event-stream');
     res.setHeader('cache-control', 'no-store');
@@ -93,7 +102,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       cleanup();
     });
     return (event, data, id) => {
-      if (!res.writableEnded) res.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      if (!res.writableEnded) res.write(`${id === undefined ? '' : `id: ${formatEventId(id)}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
   }
 
@@ -111,12 +120,20 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     }
   });
 
+  /**
+   * One job. Fresh: its current state (id: this replica's stream position), then each later
+   * transition. With `Last-Event-ID`: every transition of the job after that id, exactly once and
+   * in order, then the live ones; `event: reset` with the current state when the id is older than
+   * what this replica still holds. Ends after the final transition.
+   */
   async function streamJob(req: Request, res: Response, tenant: string, release: () => void): Promise<void> {
     const id = req.params.id as string;
-    const early: JobEvent[] = [];
+    const resumeFrom = parseEventId(req.get('last-event-id'));
+    const early: Array<[JobEvent, EventId]> = [];
     // Subscribe before reading the store: a transition between the two is buffered, not lost.
-    let send = (e: JobEvent): void => void early.push(e);
-    const unsubscribe = hub.onJob(tenant, id, (e) => send(e));
+    let send = (e: JobEvent, eid: EventId): void => void early.push([e, eid]);
+    const unsubscribe = hub.onJob(tenant, id, (e, eid) => send(e, eid));
+    const position = deps.replay.position;
     let job;
     try {
       job = await jobs.get(tenant, id);
@@ -129,27 +146,48 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
     }
     const write = openStream(req, res, unsubscribe, release);
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      res.end();
+    };
+    const replay = resumeFrom && deps.replay.log.after(resumeFrom, (e) => e.tenant === tenant && e.jobId === id);
+    if (resumeFrom && replay && !replay.reset) {
+      let last = resumeFrom;
+      send = (e, eid) => {
+        if (done || compareEventIds(eid, last) <= 0) return;
+        last = eid;
+        write(e.state, jobEventView(e), eid);
+        if (TERMINAL_STATES.has(e.state)) finish();
+      };
+      for (const { id: eid, event } of replay.events) send(event, eid);
+      for (const [e, eid] of early.splice(0)) send(e, eid);
+      // Final in the store and nothing after the id: the client already has the final transition.
+      if (!done && job.terminal) finish();
+      return;
+    }
     let lastRank = job.rank;
-    let done = job.terminal;
-    write(job.state, currentStateEvent(job), job.rank);
-    send = (e) => {
+    done = job.terminal;
+    write(resumeFrom ? 'reset' : job.state, currentStateEvent(job), position);
+    send = (e, eid) => {
       const rank = rankOf(e.state, e.attempt);
       if (!e.replay && (done || rank <= lastRank)) return;
       lastRank = rank;
-      write(e.state, jobEventView(e), rank);
-      if (TERMINAL_STATES.has(e.state)) {
-        done = true;
-        res.end();
-      }
+      write(e.state, jobEventView(e), eid);
+      if (TERMINAL_STATES.has(e.state)) finish();
     };
     if (done) {
       res.end();
       return;
     }
-    for (const e of early.splice(0)) send(e);
+    for (const [e, eid] of early.splice(0)) send(e, eid);
   }
 
-  /** Every job transition of the caller's tenant (optionally `?service=`), as it happens. */
+  /**
+   * Every job transition of the caller's tenant (optionally `?service=`), as it happens. With
+   * `Last-Event-ID`: first every transition after that id, exactly once and in order; `event: reset`
+   * when the id is older than what this replica still holds.
+   */
   router.get('/v1/events', (req, res) => {
     const service = req.query.service;
     if (service !== undefined && (typeof service !== 'string' || !SERVICE_NAME_PATTERN.test(service))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid service');
@@ -157,11 +195,28 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const tenant = req.principal.tenant;
     const release = slots.reserve(tenant);
     const principal = req.principal;
-    let write = (_event: string, _data: unknown): void => {};
-    const unsubscribe = hub.onTenant(tenant, (e) => {
-      if (service === undefined ? guard.mayUse(principal, e.service) : e.service === service) write(e.state, jobEventView(e));
+    const mine = (e: JobEvent): boolean => e.tenant === tenant && (service === undefined ? guard.mayUse(principal, e.service) : e.service === service);
+    const resumeFrom = parseEventId(req.get('last-event-id'));
+    let last = resumeFrom;
+    let write = (_event: string, _data: unknown, _id?: EventId): void => {};
+    const send = (e: JobEvent, eid: EventId): void => {
+      if (last && compareEventIds(eid, last) <= 0) return;
+      last = eid;
+      write(e.state, jobEventView(e), eid);
+    };
+    // All synchronous: nothing the hub emits can fall between the replay and the subscription.
+    const unsubscribe = hub.onTenant(tenant, (e, eid) => {
+      if (mine(e)) send(e, eid);
     });
     write = openStream(req, res, unsubscribe, release);
+    if (resumeFrom) {
+      const replay = deps.replay.log.after(resumeFrom, mine);
+      if (replay.reset) {
+        const position = deps.replay.position;
+        write('reset', { at: new Date().toISOString(), message: 'transitions after Last-Event-ID are no longer held; GET /v1/jobs has the current states' }, position);
+        if (position) last = position;
+      } else for (const { id: eid, event } of replay.events) send(event, eid);
+    }
   });
 
   return router;

@@ -35,6 +35,10 @@ export const brokerEnvShape = {
   AMQP_KEY_FILE: z.string().optional(),
   /** Delay unit of the binary delay levels (ms); must match the declared topology. @default 100 */
   DELAY_UNIT_MS: envInt(1, 60_000, 100),
+  /** Retention of the events stream by age (`x-max-age`: a number and Y, M, D, h, m or s); must match the declared stream. @default 1h */
+  EVENTS_MAX_AGE: z.string().regex(/^[1-9][0-9]{0,8}[YMDhms]$/, 'a number and one of Y, M, D, h, m, s (e.g. 1h, 7D)').default('1h'),
+  /** Retention of the events stream by size (bytes); must match the declared stream. @default 268435456 (256 MiB) */
+  EVENTS_MAX_BYTES: envInt(1024 * 1024, 2 ** 50, 256 * 1024 * 1024),
   /** pino level. @default info */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Debugging aid: `true` logs up to 1 KiB of failed downstream answers' bodies (secrets stay redacted). @default false */
@@ -69,6 +73,8 @@ export interface BrokerSettings {
   writeBatching: boolean;
   topologyMode: 'assert' | 'passive';
   delayUnitMs: number;
+  eventsMaxAge: string;
+  eventsMaxBytes: number;
   tls: { ca?: Buffer[]; cert?: Buffer; key?: Buffer } | undefined;
   logLevel: string;
   logBodies: boolean;
@@ -86,6 +92,8 @@ export function brokerSettings(e: z.infer<z.ZodObject<typeof brokerEnvShape>>): 
     writeBatching: e.AMQP_WRITE_BATCHING === 'true',
     topologyMode: e.TOPOLOGY_MODE,
     delayUnitMs: e.DELAY_UNIT_MS,
+    eventsMaxAge: e.EVENTS_MAX_AGE,
+    eventsMaxBytes: e.EVENTS_MAX_BYTES,
     tls: readTls(e),
     logLevel: e.LOG_LEVEL,
     logBodies: e.LOG_BODIES === 'true',

@@ -22,9 +22,10 @@ export interface Permission {
  * swallow a dot and reach another kind of object.
  *
  * - enqueuer: publish requests and replays to `<p>.work`, delayed jobs to `<p>.delay.L24`, DLQ
- *   rotations to `<p>.dlx`, `queued` events to `<p>.events`; consume direct reply-to; read the events
- *   exchange, the dead-letter exchange (its events queue also hears delivery-limit deaths) and the
- *   DLQs (DLQ browse/replay API), and own a server-named (`amq.gen-*`) queue for events. It can neither consume a work or rpc queue nor declare, bind or delete named objects.
+ *   rotations to `<p>.dlx`, `queued` events and its start marker to `<p>.events`; consume direct
+ *   reply-to, the `<p>.events` stream (job and breaker events, delivery-limit deaths: the topology
+ *   binds it to the dead-letter exchange) and the DLQs (DLQ browse/replay API). It configures
+ *   nothing: it can neither consume a work or rpc queue nor declare, bind or delete any object.
  * - dequeuer: consume the rpc and work queues; publish replies (default exchange, checked as
  *   `amq.default`), retry copies (`<p>.work`, `<p>.delay.Lnn`) and events; configure nothing.
  * - admin: everything (imports definitions, runs the services with TOPOLOGY_MODE=assert if wanted).
@@ -36,9 +37,9 @@ export function brokerPermissions(prefix = 'gw'): Permission[] {
   return [
     {
       user: BROKER_USERS.enqueuer,
-      configure: '^amq\\.gen-.*$',
-      write: `^(${p}\\.work|${p}\\.dlx|${p}\\.events|${p}\\.delay\\.L24|amq\\.gen-.*)$`,
-      read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.dlx|${p}\\.${svc}\\.dlq|amq\\.gen-.*)$`,
+      configure: '^$',
+      write: `^(${p}\\.work|${p}\\.dlx|${p}\\.events|${p}\\.delay\\.L24)$`,
+      read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.${svc}\\.dlq)$`,
     },
     {
       user: BROKER_USERS.dequeuer,

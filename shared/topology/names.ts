@@ -15,8 +15,13 @@ export interface Names {
   readonly workExchange: string;
   /** Direct exchange the work queues dead-letter into. */
   readonly deadLetterExchange: string;
-  /** Topic exchange of job transitions and breaker state. */
+  /** Topic exchange of job transitions and breaker state; everything published there lands in {@link eventsStream}. */
   readonly eventsExchange: string;
+  /**
+   * The stream every enqueuer replica reads job and breaker events from by offset (same name as the
+   * exchange: queues and exchanges are separate namespaces).
+   */
+  readonly eventsStream: string;
   /** Fanout exchange + queue catching anything the DLX or the delay machinery cannot route. */
   readonly unroutableExchange: string;
   readonly unroutableQueue: string;
@@ -42,6 +47,7 @@ export function names(prefix = 'gw'): Names {
     workExchange: `${prefix}.work`,
     deadLetterExchange: `${prefix}.dlx`,
     eventsExchange: `${prefix}.events`,
+    eventsStream: `${prefix}.events`,
     unroutableExchange: `${prefix}.unroutable`,
     unroutableQueue: `${prefix}.unroutable`,
     delayDeliverExchange: `${prefix}.delay.deliver`,

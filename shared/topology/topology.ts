@@ -37,6 +37,27 @@ export interface TopologyOptions {
   prefix?: string;
   /** @default 100 */
   delayUnitMs?: number;
+  /** Retention of the events stream by age (`x-max-age`: a number and Y, M, D, h, m or s). @default '1h' */
+  eventsMaxAge?: string;
+  /** Retention of the events stream by size (`x-max-length-bytes`). @default 268435456 (256 MiB) */
+  eventsMaxBytes?: number;
+}
+
+/** Defaults of the events stream's retention (docs/configuration.md: EVENTS_MAX_AGE, EVENTS_MAX_BYTES). */
+export const EVENTS_STREAM_DEFAULTS = Object.freeze({ maxAge: '1h', maxBytes: 256 * 1024 * 1024 });
+
+/**
+ * Arguments of the events stream. Retention drops whole segments, so a segment is an eighth of the
+ * byte bound (at least 1 MiB, at most RabbitMQ's 500 MB default): the retained window overshoots
+ * the bound by at most one segment.
+ */
+export function eventsStreamArguments(maxAge: string, maxBytes: number): Record<string, unknown> {
+  return {
+    'x-queue-type': 'stream',
+    'x-max-age': maxAge,
+    'x-max-length-bytes': maxBytes,
+    'x-stream-max-segment-size-bytes': Math.min(500_000_000, Math.max(1024 * 1024, Math.floor(maxBytes / 8))),
+  };
 }
 
 /**
@@ -78,6 +99,8 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
   );
   queues.push({ name: n.unroutableQueue, arguments: { 'x-queue-type': 'quorum' } });
   bindings.push({ source: n.unroutableExchange, destination: n.unroutableQueue, destinationType: 'queue', routingKey: '' });
+  queues.push({ name: n.eventsStream, arguments: eventsStreamArguments(options.eventsMaxAge ?? EVENTS_STREAM_DEFAULTS.maxAge, options.eventsMaxBytes ?? EVENTS_STREAM_DEFAULTS.maxBytes) });
+  bindings.push({ source: n.eventsExchange, destination: n.eventsStream, destinationType: 'queue', routingKey: '#' });
 
   for (let level = DELAY_LEVELS - 1; level >= 0; level--) {
     const exchange = n.delayLevel(level);
@@ -134,6 +157,8 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
       { source: n.workExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: n.workRoutingKey(svc) },
       { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: svc },
       { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: n.dlqRotationRoutingKey(svc) },
+      // Jobs the broker dead-letters by the delivery limit reach the replicas through the stream.
+      { source: n.deadLetterExchange, destination: n.eventsStream, destinationType: 'queue', routingKey: svc },
       { source: n.delayDeliverExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: `#.work.${svc}` },
     );
   }

@@ -1,6 +1,6 @@
 import { connect, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { decodeEvent, type BreakerEvent } from '../../shared/events.ts';
+import { decodeEvents, type BreakerEvent } from '../../shared/events.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { JobDriver, until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
@@ -35,8 +35,7 @@ describe('breaker open pauses job consumption', () => {
     const q = await ch.assertQueue('', { exclusive: true });
     await ch.bindQueue(q.queue, stack.topology.names.eventsExchange, 'breaker.#');
     await ch.consume(q.queue, (msg) => {
-      const e = msg && decodeEvent(msg.content);
-      if (e?.kind === 'breaker') breakerEvents.push(e);
+      for (const e of (msg && decodeEvents(msg.content)?.events) ?? []) if (e.kind === 'breaker') breakerEvents.push(e);
     }, { noAck: true });
   });
   afterAll(async () => {

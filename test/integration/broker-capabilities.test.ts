@@ -40,8 +40,8 @@ describe('broker capability probe', () => {
     expect(caps).toBeDefined();
     expect(caps!.product).toBe(server.product);
     expect(caps!.version).toBe(server.version);
-    // Quorum queues (which the topology declares) proven by a probe queue; streams (not declared) from the feature flags.
-    expect(caps!.queueTypesSource).toEqual({ quorum: 'declared', stream: 'feature-flags' });
+    // Quorum queues and streams (the topology declares both: work queues, the events stream) proven by probe queues.
+    expect(caps!.queueTypesSource).toEqual({ quorum: 'declared', stream: 'declared' });
     expect(caps!.queueTypes).toEqual({ classic: true, quorum: true, stream: true });
     expect(caps!.queueTypeErrors).toEqual({});
     expect(caps!.featureFlags).toMatchObject({ quorum_queue: 'enabled', stream_queue: 'enabled' });
@@ -76,7 +76,7 @@ describe('broker capability probe', () => {
     const caps = stack.enqueuer.brokerCapabilities!;
     const lacking: BrokerCapabilities = { ...caps, queueTypes: { ...caps.queueTypes, quorum: false }, queueTypeErrors: { quorum: 'feature flag quorum_queue disabled' } };
     const required = requiredQueueTypes(stack.topology);
-    expect([...required].sort()).toEqual(['classic', 'quorum']);
+    expect([...required].sort()).toEqual(['classic', 'quorum', 'stream']);
     let err: unknown;
     try {
       assertCapabilities(lacking, required);
@@ -85,9 +85,9 @@ describe('broker capability probe', () => {
     }
     expect(isGatewayError(err) && err.code).toBe('GW_ERR_BROKER_INCAPABLE');
     expect((err as Error).message).toBe(`${caps.product} ${caps.version} lacks quorum queues (feature flag quorum_queue disabled); ` +
-      'the topology declares classic, quorum queues. Quorum queues need RabbitMQ >= 3.8, streams >= 3.9, each with its feature flag enabled (rabbitmqctl enable_feature_flag all).');
-    // What the broker has is not refused; a stream the topology does not declare is not required.
+      'the topology declares classic, quorum, stream queues. Quorum queues need RabbitMQ >= 3.8, streams >= 3.9, each with its feature flag enabled (rabbitmqctl enable_feature_flag all).');
+    // What the broker has is not refused; a broker without streams is (the events stream needs them).
     expect(() => assertCapabilities(caps, required)).not.toThrow();
-    expect(() => assertCapabilities({ ...caps, queueTypes: { ...caps.queueTypes, stream: false } }, required)).not.toThrow();
+    expect(() => assertCapabilities({ ...caps, queueTypes: { ...caps.queueTypes, stream: false } }, required)).toThrow(/lacks stream queues/);
   });
 });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { connect, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encodeRequest, type RequestEnvelope } from '../../shared/envelope.ts';
-import { decodeEvent, type JobEvent } from '../../shared/events.ts';
+import { decodeEvents, type JobEvent } from '../../shared/events.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -25,8 +25,7 @@ describe('dequeuer job path: retries through the delay levels and dead-lettering
     const q = await ch.assertQueue('', { exclusive: true });
     await ch.bindQueue(q.queue, stack.topology.names.eventsExchange, 'job.#');
     await ch.consume(q.queue, (msg) => {
-      const e = msg && decodeEvent(msg.content);
-      if (e?.kind === 'job') events.push(e);
+      for (const e of (msg && decodeEvents(msg.content)?.events) ?? []) if (e.kind === 'job') events.push(e);
     }, { noAck: true });
   });
   afterAll(async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { encodeRequest, type RequestEnvelope } from '../../shared/envelope.ts';
-import { decodeEvent, type JobEvent } from '../../shared/events.ts';
+import { decodeEvents, type JobEvent } from '../../shared/events.ts';
 import { delayTarget } from '../../shared/topology/delay.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
 
@@ -28,8 +28,7 @@ export class JobDriver {
     const q = await ch.assertQueue('', { exclusive: true });
     await ch.bindQueue(q.queue, topology.names.eventsExchange, 'job.#');
     await ch.consume(q.queue, (msg) => {
-      const e = msg && decodeEvent(msg.content);
-      if (e?.kind === 'job') driver.events.push(e);
+      for (const e of (msg && decodeEvents(msg.content)?.events) ?? []) if (e.kind === 'job') driver.events.push(e);
     }, { noAck: true });
     return driver;
   }

@@ -9,13 +9,13 @@ export interface SseEvent {
  * Reads a server-sent event stream until it ends (or `timeoutMs`), returning the events (comments
  * and `retry:` lines skipped).
  */
-export async function readSse(url: string, timeoutMs: number, onEvent?: (e: SseEvent) => void, signal?: AbortSignal): Promise<{ status: number; contentType: string | null; events: SseEvent[] }> {
+export async function readSse(url: string, timeoutMs: number, onEvent?: (e: SseEvent) => void, signal?: AbortSignal, headers: Record<string, string> = {}): Promise<{ status: number; contentType: string | null; events: SseEvent[] }> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), timeoutMs);
   signal?.addEventListener('abort', () => ac.abort(), { once: true });
   const events: SseEvent[] = [];
   try {
-    const res = await fetch(url, { signal: ac.signal, headers: { accept: 'text/event-stream' } });
+    const res = await fetch(url, { signal: ac.signal, headers: { accept: 'text/event-stream', ...headers } });
     if (!res.body || res.status !== 200) return { status: res.status, contentType: res.headers.get('content-type'), events };
     const decoder = new TextDecoder();
     let buffer = '';
