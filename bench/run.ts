@@ -7,7 +7,8 @@
 // Options: --quick (short runs, one each: the harness's smoke test), --scenario NAME (repeatable or
 // comma-separated), --profile (CPU profiles of enqueuer and dequeuer into bench/out/profiles),
 // --out DIR (where BENCHMARKS.md and latency.svg go). Env: RABBITMQ_URL, BENCH_DURATION_S, BENCH_RUNS,
-// BENCH_WARMUP_S, BENCH_SOAK_REQUESTS, and GW_* / AMQP_* settings passed through to the gateway.
+// BENCH_WARMUP_S, BENCH_SOAK_REQUESTS, BENCH_SERVICE_JSON (merged into the echo service's settings, for
+// sweeps), and GW_* / AMQP_* settings passed through to the gateway.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
@@ -118,7 +119,9 @@ const dequeuerPorts = [await freePort(), await freePort()];
 const expressPort = await freePort();
 const confirmsPort = await freePort();
 const downstreamUrl = `http://127.0.0.1:${downstreamPort}`;
-const servicesDoc = { services: { echo: { url: downstreamUrl, work: { maxLength: S.workMaxLength } } } };
+// BENCH_SERVICE_JSON merges into the echo service's settings, for sweeps (e.g. '{"rpc":{"prefetch":64}}').
+const serviceOverrides = JSON.parse(process.env.BENCH_SERVICE_JSON ?? '{}') as Record<string, unknown>;
+const servicesDoc = { services: { echo: { url: downstreamUrl, ...serviceOverrides, work: { maxLength: S.workMaxLength, ...(serviceOverrides.work as object | undefined) } } } };
 // The broker in use, by the process listening on its AMQP port (other RabbitMQ nodes may run here).
 const brokerPid = (() => {
   const first = new URL(url.split(',')[0]!.trim());

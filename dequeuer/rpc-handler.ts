@@ -75,6 +75,13 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
   const inflight = metrics.inflight.labels(service, 'rpc');
   const expired = metrics.expired.labels(service);
   const duration = metrics.downstreamDuration.labels(service);
+  // Counter children by outcome, resolved once: `inc({ service, outcome })` hashes its labels per call.
+  const outcomes = new Map<string, { inc(): void }>();
+  const countOutcome = (outcome: string): void => {
+    let child = outcomes.get(outcome);
+    if (!child) outcomes.set(outcome, (child = metrics.downstreamRequests.labels(service, outcome)));
+    child.inc();
+  };
   const processSpan = { name: `${deps.queue} process`, attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'process', 'messaging.destination.name': deps.queue, 'gw.service': service }) };
   const callSpan = { name: `${service} call`, attributes: Object.freeze({ 'gw.service': service, 'server.address': new URL(downstream.config.url).host }) };
 
@@ -112,12 +119,12 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     let reply: ReplyEnvelope;
     try {
       const res = await downstream.call(env, Math.min(downstream.config.timeoutMs, remainingMs), call.traceparent);
-      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(res.status) });
+      countOutcome(outcomeLabel(res.status));
       endHop(call);
       reply = res;
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
-      metrics.downstreamRequests.inc({ service, outcome: outcomeLabel(de.response?.status, de.kind === 'server_error' ? undefined : de.kind) });
+      countOutcome(outcomeLabel(de.response?.status, de.kind === 'server_error' ? undefined : de.kind));
       endHop(call, de.kind);
       if (de.kind !== 'server_error' && de.kind !== 'breaker_open') {
         const ids = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: consume.traceId };

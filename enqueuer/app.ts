@@ -79,6 +79,11 @@ function httpMetrics(metrics: EnqueuerMetrics): RequestHandler {
  */
 function requestLog(logger: Logger, sample: number): RequestHandler {
   return (req, res, next) => {
+    // With LOG_LEVEL above info the line would be dropped: no listener, no fields built for it.
+    if (!logger.isLevelEnabled('info')) {
+      next();
+      return;
+    }
     const start = process.hrtime.bigint();
     res.once('finish', () => {
       if (res.statusCode < 400 && (sample <= 0 || (sample < 1 && Math.random() >= sample))) return;

@@ -147,7 +147,8 @@ export class ReplyRouter {
   }
 
   /**
-   * Publishes a request (mandatory, confirmed) and resolves with its reply. Rejects with a
+   * Publishes a request (mandatory, confirmed) and resolves with its reply; `options` is this
+   * request's own (its `replyTo` and `mandatory` are set on it). Rejects with a
    * {@link GatewayError}: 503 when it could not be published, 504 when no reply came in `waitMs`.
    */
   request(exchange: string, routingKey: string, content: Buffer, options: PublishOptions, waitMs: number): Promise<ReplyEnvelope> {
@@ -167,8 +168,10 @@ export class ReplyRouter {
       };
       const entry: PendingReply = { settle };
       rc.pending.set(id, entry);
+      // `options` is built for this one request (encodeRequest): set the reply address on it, no copy.
+      options.replyTo = DIRECT_REPLY_TO;
       rc.publisher
-        .publish(exchange, routingKey, content, { ...options, replyTo: DIRECT_REPLY_TO }, 'sync')
+        .publish(exchange, routingKey, content, options, 'sync')
         .catch((err: Error) => settle(err));
     });
   }

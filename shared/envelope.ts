@@ -89,13 +89,11 @@ export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; e
     [HEADER.path]: env.path,
   };
   if (!sync || env.query) headers[HEADER.query] = env.query;
-  Object.assign(headers, {
-    [HEADER.headers]: JSON.stringify(env.headers),
-    [HEADER.tenant]: env.tenant,
-    [HEADER.requestId]: env.requestId,
-    [HEADER.attempt]: env.attempt,
-    [HEADER.enqueuedAt]: env.enqueuedAt,
-  });
+  headers[HEADER.headers] = JSON.stringify(env.headers);
+  headers[HEADER.tenant] = env.tenant;
+  headers[HEADER.requestId] = env.requestId;
+  headers[HEADER.attempt] = env.attempt;
+  headers[HEADER.enqueuedAt] = env.enqueuedAt;
   if (env.deadline !== undefined) headers[HEADER.deadline] = env.deadline;
   if (env.firstFailedAt !== undefined) headers[HEADER.firstFailedAt] = env.firstFailedAt;
   if (env.lastError !== undefined) headers[HEADER.lastError] = env.lastError.slice(0, 512);

@@ -66,3 +66,50 @@ export function selfTimeByArea(profile: CpuProfile): Array<{ area: string; perce
   }
   return [...areas.entries()].map(([area, percent]) => ({ area, percent })).sort((a, b) => b.percent - a.percent);
 }
+
+/** Time in a function including what it calls (each sample counted once per function), as % of busy time. */
+export interface TotalTime {
+  fn: string;
+  where: string;
+  totalMs: number;
+  /** Share of the non-idle samples. */
+  busyPercent: number;
+}
+
+/**
+ * Top functions by total (inclusive) time over the busy samples (idle excluded): where a request's
+ * CPU goes, e.g. how much of it runs under Express's router, pino or prom-client.
+ */
+export function topTotalTime(profile: CpuProfile, limit = 30): TotalTime[] {
+  const parent = new Map<number, number>();
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  for (const n of profile.nodes as Array<CpuProfile['nodes'][number] & { children?: number[] }>) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (id: number): string => {
+    const f = byId.get(id)!.callFrame;
+    return `${f.functionName || '(anonymous)'}\u0000${shortUrl(f.url)}:${f.lineNumber + 1}`;
+  };
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  const totals = new Map<string, number>();
+  let busyUs = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const leaf = samples[i]!;
+    if (byId.get(leaf)?.callFrame.functionName === '(idle)') continue;
+    const us = deltas[i] ?? 0;
+    busyUs += us;
+    const seen = new Set<string>();
+    for (let id: number | undefined = leaf; id !== undefined; id = parent.get(id)) {
+      const k = keyOf(id);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      totals.set(k, (totals.get(k) ?? 0) + us);
+    }
+  }
+  return [...totals.entries()]
+    .map(([k, us]) => {
+      const [fn, where] = k.split('\u0000') as [string, string];
+      return { fn, where, totalMs: us / 1000, busyPercent: busyUs > 0 ? (us * 100) / busyUs : 0 };
+    })
+    .sort((a, b) => b.totalMs - a.totalMs)
+    .slice(0, limit);
+}

@@ -47,7 +47,8 @@ interface Pending {
   kind: PublishKind;
   resolve: () => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** Epoch ms after which the publish fails unconfirmed. */
+  deadline: number;
 }
 
 /**
@@ -62,6 +63,12 @@ export class ConfirmPublisher {
   #pending = new Map<string, Pending>();
   #returned = new Set<string>();
   #closed = false;
+  /**
+   * One timer per channel, armed for the oldest unconfirmed publish, instead of a setTimeout and a
+   * clearTimeout per publish (docs/adr/1402): publishes share one timeout, so they expire in the
+   * order they were made, and the oldest one is the first in `#pending` (insertion order).
+   */
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(channel: ConfirmChannel, options: ConfirmPublisherOptions = {}) {
     this.channel = channel;
@@ -81,7 +88,10 @@ export class ConfirmPublisher {
     return this.#closed;
   }
 
-  /** Publishes with `mandatory` and resolves once the broker confirmed it; `kind` labels its metrics. */
+  /**
+   * Publishes with `mandatory` (set on `options`, which must be this publish's own object) and
+   * resolves once the broker confirmed it; `kind` labels its metrics.
+   */
   publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish & { messageId: string }, kind: PublishKind): Promise<void> {
     const id = options.messageId;
     if (this.#closed) return this.#fail('closed', kind, new GatewayError('GW_ERR_BROKER_UNAVAILABLE', 'broker channel is closed', { retryAfterS: 1 }));
@@ -93,13 +103,12 @@ export class ConfirmPublisher {
     }
     if (this.#pending.has(id)) return Promise.reject(new Error(`duplicate in-flight messageId ${id}`));
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#settle(id, 'timeout', markMaybeDelivered(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 })));
-        this.#options.onConfirmTimeout?.();
-      }, this.#options.timeoutMs);
-      this.#pending.set(id, { kind, resolve, reject, timer });
+      this.#pending.set(id, { kind, resolve, reject, deadline: Date.now() + this.#options.timeoutMs });
+      this.#timer ??= setTimeout(this.#expire, this.#options.timeoutMs);
+      // The caller's options object is built per publish: set `mandatory` on it rather than copying it.
+      options.mandatory = true;
       try {
-        this.channel.publish(exchange, routingKey, content, { ...options, mandatory: true }, (err: unknown) => {
+        this.channel.publish(exchange, routingKey, content, options, (err: unknown) => {
           // amqplib calls back with 'message nacked' for a basic.nack and 'channel closed' for every
           // publish still unconfirmed when the channel closes: only the first is a full queue.
           if (err && isNack(err)) this.#settle(id, 'nacked', new GatewayError('GW_ERR_QUEUE_FULL', 'the broker rejected the message (queue full)', { retryAfterS: 1 }));
@@ -115,6 +124,20 @@ export class ConfirmPublisher {
     });
   }
 
+  /** Fails the publishes whose deadline passed (oldest first) and re-arms for the next oldest. */
+  #expire = (): void => {
+    this.#timer = undefined;
+    const now = Date.now();
+    for (const [id, p] of this.#pending) {
+      if (p.deadline > now) {
+        this.#timer = setTimeout(this.#expire, p.deadline - now);
+        return;
+      }
+      this.#settle(id, 'timeout', markMaybeDelivered(new GatewayError('GW_ERR_BROKER_UNAVAILABLE', `publish not confirmed within ${this.#options.timeoutMs} ms`, { retryAfterS: 1 })));
+      this.#options.onConfirmTimeout?.();
+    }
+  };
+
   #fail(outcome: PublishOutcome, kind: PublishKind, err: GatewayError): Promise<never> {
     this.#options.onOutcome?.(outcome, kind);
     return Promise.reject(err);
@@ -125,7 +148,10 @@ export class ConfirmPublisher {
     if (!p) return;
     this.#pending.delete(id);
     this.#returned.delete(id);
-    clearTimeout(p.timer);
+    if (this.#pending.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
     this.#options.onOutcome?.(outcome, p.kind);
     if (err) p.reject(err);
     else p.resolve();
