@@ -34,7 +34,7 @@ type ScenarioName = (typeof ALL)[number];
 
 const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
   direct: { title: 'autocannon → plain node:http echo (no gateway)', kind: 'baseline' },
-  'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer (prefetch 32, undici) → echo', kind: 'baseline' },
+  'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer (prefetch 64 as rpc.prefetch, undici) → echo', kind: 'baseline' },
   'express-pipeline': { title: 'minimal Express 5 front, shared direct reply-to, no confirms → amqplib consumer (prefetch 64, undici) → echo', kind: 'baseline' },
   'express-confirms': { title: 'the same pipeline with mandatory publishes and publisher confirms (fails fast like the gateway)', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
@@ -267,7 +267,7 @@ async function runAll(): Promise<void> {
   // Request-reply: direct HTTP, raw RPC, the minimal Express pipeline and sync, interleaved.
   if (has('raw-rpc')) {
     rawConsumer = group.spawnNode('raw-rpc-consumer', join(ROOT, 'bench/baselines/raw-rpc-consumer.ts'), {
-      ...baseEnv, QUEUE: raw.rpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '32',
+      ...baseEnv, QUEUE: raw.rpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '64',
     });
     await waitForLine(rawConsumer, '"ready":true', 30_000);
   }

@@ -49,15 +49,19 @@ export const serviceSchema = z
     url: z.url({ protocol: /^https?$/ }),
     /** Upper bound of one downstream call; the message's remaining deadline can only shorten it. @default 10000 */
     timeoutMs: z.number().int().positive().max(600_000).default(10_000),
-    /** undici pool size per service. @default 64 */
-    connections: z.number().int().positive().max(4096).default(64),
+    /** undici pool size per service: at least `rpc.prefetch + work.prefetch` (docs/adr/1402). @default 128 */
+    connections: z.number().int().positive().max(4096).default(128),
     /** Largest downstream response body the dequeuer accepts (bytes). @default 10 MiB */
     maxResponseBytes: z.number().int().positive().max(100 * 1024 * 1024).default(10 * 1024 * 1024),
     /** Sync request queue (`<prefix>.<svc>.rpc`). */
     rpc: z
       .strictObject({
-        /** Unacked sync requests per dequeuer. @default 32 */
-        prefetch: z.number().int().min(1).max(2000).default(32),
+        /**
+         * Unacked sync requests per dequeuer. 64 (was 32): with 64 clients on one dequeuer, 32 left half
+         * the requests waiting in the queue and cost ~1.5x CPU per request in every process (docs/adr/1402).
+         * @default 64
+         */
+        prefetch: z.number().int().min(1).max(2000).default(64),
         /** Queue bound (ready messages); beyond it publishes are rejected → 503. @default 1000 */
         maxLength: z.number().int().positive().default(1000),
       })
