@@ -125,15 +125,17 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics));
   app.use(requestLog(deps.logger, deps.config.logRequestSample));
   app.use(inputLimits(deps.config.limits));
-  app.use(healthRouter(deps.readiness, deps.registry));
-  // The API reference: the OpenAPI document and its renderer, public like the health routes.
-  app.use(openApiRouter());
   // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
+  // The /v1 routers come first: no path of theirs overlaps the public ones, and a sync request then
+  // skips matching the health and API-reference routes (docs/adr/1402).
   app.use('/v1', authenticate(deps.guard));
   app.use(servicesRouter(deps.services));
   app.use(noAutomaticOptions);
   app.use(jobsRouter(deps.jobs));
   app.use(dlqRouter(deps.dlq));
+  app.use(healthRouter(deps.readiness, deps.registry));
+  // The API reference: the OpenAPI document and its renderer, public like the health routes.
+  app.use(openApiRouter());
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

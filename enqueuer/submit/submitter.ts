@@ -52,11 +52,14 @@ export class Submitter {
   #claimTtlMs: number;
   /** Span names and attributes per service, built once (no per-request allocation for them). */
   #spans: Map<string, { name: string; attributes: Readonly<Record<string, string>> }>;
+  /** Per service: the rpc routing key and the `gw_sync_inflight` child, resolved once (docs/adr/1402). */
+  #rpc: Map<string, { routingKey: string; inflight: { inc(): void; dec(): void } }>;
 
   constructor(o: SubmitterOptions) {
     this.#o = o;
     const { config, topology } = o;
     this.#claimTtlMs = config.maxWaitMs + config.publishTimeoutMs + 5000;
+    this.#rpc = new Map(Object.keys(config.services).map((service) => [service, { routingKey: topology.names.rpcRoutingKey(service), inflight: o.metrics.syncInflight.labels(service) }]));
     this.#spans = new Map(Object.keys(config.services).map((service) => [service, {
       name: `${topology.names.workExchange} publish`,
       attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'publish', 'messaging.destination.name': topology.names.workExchange, 'messaging.rabbitmq.destination.routing_key': topology.names.rpcRoutingKey(service), 'gw.service': service }),
@@ -89,11 +92,12 @@ export class Submitter {
       const retryAfterS = breakers.openRetryAfterS(env.service);
       if (retryAfterS !== undefined) throw new GatewayError('GW_ERR_BREAKER_OPEN', `circuit of ${env.service} is open`, { retryAfterS });
       const waitMs = r.waitMs!;
-      const gauge = metrics.syncInflight.labels(env.service);
+      const rpc = this.#rpc.get(env.service)!;
+      const gauge = rpc.inflight;
       gauge.inc();
       let reply: ReplyEnvelope;
       try {
-        reply = await admission.track(replies.request(topology.names.workExchange, topology.names.rpcRoutingKey(env.service), env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
+        reply = await admission.track(replies.request(topology.names.workExchange, rpc.routingKey, env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
       } catch (err) {
         if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(env.service).inc();
         throw err;
