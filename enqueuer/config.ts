@@ -21,8 +21,8 @@ export const enqueuerEnvShape = {
   DEFAULT_WAIT_MS: envInt(100, 3_600_000, 30_000),
   /** Largest wait a client may ask for with `Prefer: wait=N` (ms). @default 120000 */
   MAX_WAIT_MS: envInt(100, 3_600_000, 120_000),
-  /** Confirm channels, each with its own direct reply-to consumer. @default 4 */
-  REPLY_CHANNELS: envInt(1, 64, 4),
+  /** Confirm channels, each with its own direct reply-to consumer (1: measured best, docs/adr/1402). @default 1 */
+  REPLY_CHANNELS: envInt(1, 64, 1),
   /** A publish not confirmed in this time answers 503 (ms). @default 5000 */
   PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),
   /** Unconfirmed publishes per channel before new ones get 503. @default 1024 */
