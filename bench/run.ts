@@ -11,7 +11,7 @@
 // sweeps), and GW_* / AMQP_* settings passed through to the gateway.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release, totalmem, type } from 'node:os';
+import { cpus, loadavg, release, totalmem, type } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseServices } from '../shared/config/services.ts';
@@ -107,6 +107,8 @@ const onSignal = (signal: string): void => {
 process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 
+const loadSamples: number[] = [loadavg()[0]!];
+setInterval(() => loadSamples.push(loadavg()[0]!), 10_000).unref();
 const broker = await findBroker(process.env, { log });
 const url = broker.url;
 const prefix = `bench-${randomBytes(3).toString('hex')}`;
@@ -662,6 +664,10 @@ const machine = {
     `npm run bench${quick || args.scenario ? ' --' : ''}${quick ? ' --quick' : ''}${args.scenario ? ` --scenario ${[...selected].join(',')}` : ''}`,
   ].join(' '),
   quick,
+  loadAverage: (() => {
+    const sorted = [...loadSamples, loadavg()[0]!].sort((a, b) => a - b);
+    return { min: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]!, max: sorted[sorted.length - 1]! };
+  })(),
 };
 mkdirSync(outDir, { recursive: true });
 mkdirSync(dirname(svgPath), { recursive: true });

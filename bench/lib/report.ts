@@ -169,6 +169,8 @@ export interface MachineInfo {
   date: string;
   command: string;
   quick: boolean;
+  /** 1-minute load average sampled through the run: other work on the machine shows here. */
+  loadAverage?: { min: number; median: number; max: number };
 }
 
 /** The whole BENCHMARKS.md. `limits` is the hand-written "what limits it" section (markdown). */
@@ -188,6 +190,7 @@ export function renderBenchmarksMd(machine: MachineInfo, reports: readonly Scena
     `| OS | ${cell(machine.os)} |`,
     `| Node.js | ${machine.node} |`,
     `| RabbitMQ | ${machine.rabbitmq} |`,
+    ...(machine.loadAverage ? [`| load average (1 min) during the run | median ${machine.loadAverage.median.toFixed(1)}, ${machine.loadAverage.min.toFixed(1)}–${machine.loadAverage.max.toFixed(1)} on ${machine.cpus} cores${machine.loadAverage.max > machine.cpus * 1.5 ? ': the machine was shared with other work, so absolute figures are low and noisy; compare the ratios, taken within one run' : ''} |`] : []),
     '',
     'Everything (load generator, gateway, downstream, broker) runs on this one machine, so the',
     'processes compete for the same cores: the figures compare designs side by side, they are not',
