@@ -200,9 +200,13 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
         return 'ack';
       case 'retry': {
         const copy: RequestEnvelope = { ...env, attempt: attempt + 1, lastError: error?.message ?? 'failed', firstFailedAt: env.firstFailedAt ?? Date.now() };
+        // Announced before the copy is published: a short delay can deliver the copy (and emit its
+        // `running`) before the confirm returns, and the event stream must keep attempt order. If the
+        // publish fails the job is requeued and runs again under this attempt; the store keeps the
+        // later of the two states.
+        emit(env, ids, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
         if (!(await republish(copy, ids, decision.delayMs, 'retry'))) return 'requeue';
         metrics.retries.inc({ service });
-        emit(env, ids, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
         logger.info({ ...ids, delayMs: decision.delayMs, error: error?.message, ...bodyField(response) }, 'attempt failed; retry scheduled');
         return 'ack';
       }
