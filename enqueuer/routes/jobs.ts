@@ -61,6 +61,47 @@ export function parseListQuery(q: Record<string, unknown>, maxLimit: number): Li
   return out;
 }
 
+/**
+ * A job's transitions can reach the stream out of order (the dequeuer sends `retrying` once the
+ * retry copy is confirmed, which may be after the next attempt already ran). A stream shows each
+ * job monotonically, like the store: a transition that does not move its job forward is skipped
+ * (a DLQ replay always passes).
+ */
+class Monotonic {
+  #ranks = new Map<string, number>();
+
+  /** True when `e` moves its job forward (and records that). */
+  advance(e: JobEvent): boolean {
+    const rank = rankOf(e.state, e.attempt);
+    const prev = this.#ranks.get(e.jobId);
+    if (!e.replay && prev !== undefined && rank <= prev) return false;
+    this.#ranks.delete(e.jobId);
+    this.#ranks.set(e.jobId, rank);
+    // Bounded: the oldest jobs are forgotten first.
+    if (this.#ranks.size > 10_000) this.#ranks.delete(this.#ranks.keys().next().value as string);
+    return true;
+  }
+}
+
+/**
+ * What a resume after `cursor` sends: the transitions after it that `filter` accepts, with the
+ * per-job ranks the client already saw (from the log's transitions up to the cursor); reset when
+ * the cursor is older than the log.
+ */
+function resumeAfter(log: ReplayLog, cursor: EventId, filter: (e: JobEvent) => boolean): { reset: true } | { reset: false; seen: Monotonic; events: Array<{ id: EventId; event: JobEvent }> } {
+  const first = log.firstOffset;
+  if (first === undefined || cursor.offset < first) return { reset: true };
+  const all = log.after({ offset: first, index: -1 }, filter);
+  if (all.reset) return { reset: true };
+  const seen = new Monotonic();
+  const events: Array<{ id: EventId; event: JobEvent }> = [];
+  for (const logged of all.events) {
+    if (compareEventIds(logged.id, cursor) <= 0) seen.advance(logged.event);
+    else events.push(logged);
+  }
+  return { reset: false, seen, events };
+}
+
 /** `GET /v1/jobs/:id`, `GET /v1/jobs`, and the server-sent event streams. */
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const router = Router();
@@ -151,12 +192,14 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       done = true;
       res.end();
     };
-    const replay = resumeFrom && deps.replay.log.after(resumeFrom, (e) => e.tenant === tenant && e.jobId === id);
+    const replay = resumeFrom && resumeAfter(deps.replay.log, resumeFrom, (e) => e.tenant === tenant && e.jobId === id);
     if (resumeFrom && replay && !replay.reset) {
       let last = resumeFrom;
+      const seen = replay.seen;
       send = (e, eid) => {
         if (done || compareEventIds(eid, last) <= 0) return;
         last = eid;
+        if (!seen.advance(e)) return;
         write(e.state, jobEventView(e), eid);
         if (TERMINAL_STATES.has(e.state)) finish();
       };
@@ -198,11 +241,12 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const mine = (e: JobEvent): boolean => e.tenant === tenant && (service === undefined ? guard.mayUse(principal, e.service) : e.service === service);
     const resumeFrom = parseEventId(req.get('last-event-id'));
     let last = resumeFrom;
+    let seen = new Monotonic();
     let write = (_event: string, _data: unknown, _id?: EventId): void => {};
     const send = (e: JobEvent, eid: EventId): void => {
       if (last && compareEventIds(eid, last) <= 0) return;
       last = eid;
-      write(e.state, jobEventView(e), eid);
+      if (seen.advance(e)) write(e.state, jobEventView(e), eid);
     };
     // All synchronous: nothing the hub emits can fall between the replay and the subscription.
     const unsubscribe = hub.onTenant(tenant, (e, eid) => {
@@ -210,7 +254,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     });
     write = openStream(req, res, unsubscribe, release);
     if (resumeFrom) {
-      const replay = deps.replay.log.after(resumeFrom, mine);
+      const replay = resumeAfter(deps.replay.log, resumeFrom, mine);
+      if (!replay.reset) seen = replay.seen;
       if (replay.reset) {
         const position = deps.replay.position;
         write('reset', { at: new Date().toISOString(), message: 'transitions after Last-Event-ID are no longer held; GET /v1/jobs has the current states' }, position);

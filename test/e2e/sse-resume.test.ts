@@ -16,6 +16,19 @@ function ascending(events: readonly SseEvent[]): boolean {
     return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
   });
 }
+/**
+ * A job's transitions as a stream shows them: the full sequence, except that a `retrying` the
+ * dequeuer confirmed only after the next attempt had started is skipped (streams are monotonic per
+ * job, like the store).
+ */
+function expectProgress(seen: readonly string[], full: readonly string[]): void {
+  expect(seen.filter((s) => !s.startsWith('retrying:'))).toEqual(full.filter((s) => !s.startsWith('retrying:')));
+  let i = 0;
+  for (const s of seen) {
+    while (i < full.length && full[i] !== s) i++;
+    expect(i, `${s} out of order in ${seen.join(', ')}`).toBeLessThan(full.length);
+  }
+}
 const label = (e: SseEvent): string => `${String(e.data.id)}:${e.event}:${String(e.data.attempts)}`;
 
 /**
@@ -72,13 +85,13 @@ describe('SSE resume with Last-Event-ID', () => {
     await until(() => stack.enqueuer.hub.listeners >= 2 || undefined, 10_000);
     await stack.startDequeuer();
     const before = await firstPart;
-    expect(before.map((e) => e.event)).toEqual(['queued', 'running', 'retrying']);
+    expect(before.map((e) => e.event)[0]).toBe('queued');
     // Away while the job runs its next attempts.
     await until(async () => ((await stack.enqueuer.stores.jobs.get('default', jobId))?.attempt ?? 0) >= 3 || undefined, 30_000);
     const after = await read(`/v1/jobs/${jobId}/events`, () => false, { 'last-event-id': before.at(-1)!.id! });
     const resumed = [...before, ...after];
     const expected = ['queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'retrying:3', 'running:4', 'retrying:4', 'running:5', 'succeeded:5'];
-    expect(resumed.map((e) => `${e.event}:${String(e.data.attempts)}`)).toEqual(expected);
+    expectProgress(resumed.map((e) => `${e.event}:${String(e.data.attempts)}`), expected);
     expect(ascending(after)).toBe(true);
     expect(new Set(resumed.map((e) => e.id)).size).toBe(resumed.length);
     const truth = await whole;
@@ -105,8 +118,8 @@ describe('SSE resume with Last-Event-ID', () => {
     expect(ascending(resumed)).toBe(true);
     expect(new Set(resumed.map(label)).size).toBe(resumed.length);
     for (const id of ids) {
-      expect(resumed.filter((e) => e.data.id === id).map((e) => `${e.event}:${String(e.data.attempts)}`), id)
-        .toEqual(['queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'succeeded:3']);
+      expectProgress(resumed.filter((e) => e.data.id === id).map((e) => `${e.event}:${String(e.data.attempts)}`),
+        ['queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'succeeded:3']);
     }
     const truth = await whole;
     expect(resumed.map((e) => [e.id, label(e)])).toEqual(truth.map((e) => [e.id, label(e)]));
