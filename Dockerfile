@@ -20,6 +20,8 @@ COPY enqueuer ./enqueuer
 COPY dequeuer ./dequeuer
 COPY demo ./demo
 COPY config ./config
+# The dashboard (/ui/): plain ES modules and CSS, served as they are (no build step).
+COPY ui ./ui
 # Sources stay root-owned and read-only for the process; it runs as the image's unprivileged user.
 USER node
 # enqueuer HTTP, dequeuer health/metrics, demo downstream.

@@ -38,4 +38,14 @@ export default tseslint.config(
     files: ['eslint.config.js'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The dashboard: plain browser ES modules served as they are (no build step, not type-checked).
+    files: ['ui/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: Object.fromEntries(['window', 'document', 'location', 'sessionStorage', 'fetch', 'CSS', 'TextDecoder', 'atob', 'AbortController', 'setTimeout', 'clearTimeout', 'URLSearchParams', 'FormData'].map((g) => [g, 'readonly'])),
+    },
+  },
 );

@@ -20,6 +20,8 @@ import { createDequeuerMetrics, initDequeuerMetrics, type DequeuerMetrics } from
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
+import { StreamReader } from '../shared/amqp/stream-reader.ts';
+import { CancellationSet, decodeCancellation } from '../shared/control/cancellation.ts';
 
 const nextEventId = eventIdSource();
 
@@ -73,6 +75,9 @@ export class Dequeuer implements Lifecycle {
   #server: Server | undefined;
   #state: State = 'idle';
   #stopping: Promise<void> | undefined;
+  /** Cancelled jobs, from the cancellation stream read from its start (docs/adr/1600-dashboard-dlq-workbench-cancel.md). */
+  readonly cancellations = new CancellationSet();
+  #cancellationReader: StreamReader;
 
   constructor(config: DequeuerConfig, options: DequeuerOptions) {
     this.config = config;
@@ -130,6 +135,7 @@ export class Dequeuer implements Lifecycle {
           logger,
           maxResultBytes: config.maxResultBytes,
           onBreakerOpen: () => this.#syncConsumption(),
+          isCancelled: (tenant, jobId) => this.cancellations.has(tenant, jobId),
         }),
       });
       this.#workConsumers.set(service, work);
@@ -137,6 +143,17 @@ export class Dequeuer implements Lifecycle {
       this.#consumerMeta.set(work, { service, kind: 'work' });
     }
 
+    this.#cancellationReader = new StreamReader({
+      open: (setup) => new BrokerConnection({ ...common, role: 'dequeuer-cancellations', setup }),
+      logger: this.#logger,
+      stream: this.topology.names.cancellationStream,
+      // Every cancellation the stream still keeps (retention outlives the longest delay).
+      start: () => 'first',
+      onMessage: (msg) => {
+        const c = decodeCancellation(msg.content);
+        if (c) this.cancellations.add(c);
+      },
+    });
     this.#publishConn = new BrokerConnection({
       ...common,
       role: 'dequeuer-publish',
@@ -344,6 +361,7 @@ export class Dequeuer implements Lifecycle {
       void this.#serveHttp(req.url ?? '/', res);
     });
     this.#publishConn.start();
+    this.#cancellationReader.start();
     this.#consumeConn.start();
     await new Promise<void>((resolve, reject) => {
       this.#server!.once('error', reject);
@@ -379,7 +397,7 @@ export class Dequeuer implements Lifecycle {
 
   /** Resolves once both connections are up and consumers are attached. */
   async waitUntilReady(timeoutMs = 30_000): Promise<void> {
-    await Promise.all([this.#consumeConn.waitUntilUp(timeoutMs), this.#publishConn.waitUntilUp(timeoutMs)]);
+    await Promise.all([this.#consumeConn.waitUntilUp(timeoutMs), this.#publishConn.waitUntilUp(timeoutMs), this.#cancellationReader.waitUntilUp(timeoutMs)]);
   }
 
   /** Stop consuming, let in-flight deliveries finish (bounded), hand back the rest, close. Idempotent. */
@@ -400,6 +418,7 @@ export class Dequeuer implements Lifecycle {
       () => this.#consumeConn.close(),
       () => this.#outbox.close(),
       () => this.#publishConn.close(),
+      () => this.#cancellationReader.close(),
       ...[...this.downstreams.values()].map((d) => () => d.close()),
       () =>
         new Promise<void>((resolve) => {

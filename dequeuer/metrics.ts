@@ -10,6 +10,7 @@ export interface DequeuerMetrics extends CommonMetrics {
   expired: Counter<'service'>;
   requesterGone: Counter<'service'>;
   handedBack: Counter<'service'>;
+  cancelledSkipped: Counter<'service'>;
   attempts: Counter<'service'>;
   retries: Counter<'service'>;
   deadLetters: Counter<'service' | 'reason'>;
@@ -42,6 +43,7 @@ export function createDequeuerMetrics(registry: Registry): DequeuerMetrics {
     expired: new Counter({ name: 'gw_messages_expired_total', help: 'Deliveries skipped because their deadline had passed', labelNames: ['service'], registers }),
     requesterGone: new Counter({ name: 'gw_sync_requester_gone_total', help: 'Sync requests skipped because the requester was gone (its reply channel closed)', labelNames: ['service'], registers }),
     handedBack: new Counter({ name: 'gw_jobs_handed_back_total', help: 'Failed calls not counted as an attempt: the breaker was half-open (probe) or open after the call', labelNames: ['service'], registers }),
+    cancelledSkipped: new Counter({ name: 'gw_jobs_cancelled_skipped_total', help: 'Job deliveries acked without a call because an operator cancelled the job', labelNames: ['service'], registers }),
     attempts: new Counter({ name: 'gw_job_attempts_total', help: 'Job attempts started', labelNames: ['service'], registers }),
     retries: new Counter({ name: 'gw_retries_total', help: 'Retry copies confirmed into the delay levels', labelNames: ['service'], registers }),
     deadLetters: new Counter({ name: 'gw_dead_letters_total', help: 'Deliveries rejected into the DLQ, by reason', labelNames: ['service', 'reason'], registers }),
@@ -62,7 +64,7 @@ export function initDequeuerMetrics(m: DequeuerMetrics, services: readonly strin
   initSeries(m.inflight, { service, kind: DELIVERY_KINDS });
   initSeries(m.downstreamRequests, { service, outcome: DOWNSTREAM_OUTCOMES });
   initSeries(m.downstreamDuration, { service });
-  for (const c of [m.expired, m.requesterGone, m.handedBack, m.attempts, m.retries, m.succeeded, m.dead]) initSeries(c, { service });
+  for (const c of [m.expired, m.requesterGone, m.handedBack, m.cancelledSkipped, m.attempts, m.retries, m.succeeded, m.dead]) initSeries(c, { service });
   initSeries(m.deadLetters, { service, reason: DEAD_LETTER_REASONS });
   initSeries(m.breakerState, { service });
   initSeries(m.breakerTransitions, { service, to: BREAKER_STATES });

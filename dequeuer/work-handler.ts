@@ -34,6 +34,8 @@ export interface WorkHandlerDeps {
    * @default 10000
    */
   copyRetryMs?: number;
+  /** Whether an operator cancelled the job (the cancellation stream, read by every replica): it is acked, never called. */
+  isCancelled?: (tenant: string, jobId: string) => boolean;
 }
 
 /** The ids every log line about a job carries (`service` comes from the per-service child logger). */
@@ -154,6 +156,13 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   };
 
   async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string): Promise<Disposition> {
+    if (deps.isCancelled?.(env.tenant, env.jobId)) {
+      // Recorded `cancelled` by the enqueuer already; said again for a replica that missed it.
+      emit(env, ids, { state: 'cancelled', attempt });
+      metrics.cancelledSkipped.inc({ service });
+      logger.info(ids, 'job cancelled by an operator: acked without calling the downstream');
+      return 'ack';
+    }
     if (downstream.state === 'open') return giveBack(env, ids, attempt);
     const probe = downstream.state === 'half-open';
     metrics.attempts.inc({ service });

@@ -17,6 +17,10 @@ import type { JobsRouteDeps } from './routes/jobs.ts';
 import type { DlqRouteDeps } from './routes/dlq.ts';
 import type { Guard } from './security/guard.ts';
 import { GatewayError } from '../shared/errors.ts';
+import { jobActionsRouter, type JobActionRouteDeps } from './routes/job-actions.ts';
+import { overviewRouter, type OverviewRouteDeps } from './routes/overview.ts';
+import { workbenchRouter, type WorkbenchRouteDeps } from './routes/workbench.ts';
+import { uiRouter } from './ui/static.ts';
 
 /** What the app's own middleware needs, and each router's own parts (nothing handed to a router it does not use). */
 export interface AppDeps {
@@ -30,6 +34,10 @@ export interface AppDeps {
   services: ServicesRouteDeps;
   jobs: JobsRouteDeps;
   dlq: DlqRouteDeps;
+  /** The dashboard's routes: DLQ workbench and audit, job actions (cancel, timeline), overview. */
+  workbench: WorkbenchRouteDeps;
+  jobActions: JobActionRouteDeps;
+  overview: OverviewRouteDeps;
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -132,10 +140,15 @@ export function createApp(deps: AppDeps): Express {
   app.use(servicesRouter(deps.services));
   app.use(noAutomaticOptions);
   app.use(jobsRouter(deps.jobs));
+  app.use(workbenchRouter(deps.workbench));
   app.use(dlqRouter(deps.dlq));
+  app.use(jobActionsRouter(deps.jobActions));
+  app.use(overviewRouter(deps.overview));
   app.use(healthRouter(deps.readiness, deps.registry));
   // The API reference: the OpenAPI document and its renderer, public like the health routes.
   app.use(openApiRouter());
+  // The dashboard's static files (it calls the /v1 API above with the operator's key).
+  app.use(uiRouter());
   app.use(notFoundHandler);
   app.use(problemHandler(deps.logger));
   return app;

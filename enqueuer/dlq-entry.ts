@@ -89,9 +89,9 @@ const DEATH_HEADERS = ['x-death', 'x-first-death-exchange', 'x-first-death-queue
  * - `rotate`: back to the DLQ tail, everything kept (x-death included, as a client header) except
  *   the DLQ's own `x-delivery-count`, stamped with the rotation id.
  * - `replay`: to the work queue, without the broker's death headers (so a new death is recorded
- *   afresh), optionally with attempts reset to 1.
+ *   afresh), optionally with attempts reset to 1 and the service rewritten (a redirect).
  */
-export function copyOptions(msg: Pick<Message, 'properties'>, mode: { rotate: string } | { replay: { resetAttempts: boolean } }): Options.Publish {
+export function copyOptions(msg: Pick<Message, 'properties'>, mode: { rotate: string } | { replay: { resetAttempts: boolean; service?: string } }): Options.Publish {
   const p = msg.properties as unknown as Record<string, unknown>;
   const options: Record<string, unknown> = { mandatory: true, persistent: true };
   for (const key of PROPERTY_KEYS) if (p[key] !== undefined && p[key] !== null) options[key] = p[key];
@@ -107,6 +107,7 @@ export function copyOptions(msg: Pick<Message, 'properties'>, mode: { rotate: st
       headers[HEADER.attempt] = 1;
       delete headers[HEADER.firstFailedAt];
     }
+    if (mode.replay.service !== undefined) headers[HEADER.service] = mode.replay.service;
   }
   options.headers = headers;
   return options as Options.Publish;

@@ -5,7 +5,8 @@ import type { Topology } from '../shared/topology/topology.ts';
 import { copyOptions, ROTATION_HEADER } from './dlq-entry.ts';
 
 /** What a visit decides for one message of the rotation. */
-export type Visit = 'keep' | 'discard' | { replay: { resetAttempts: boolean } };
+/** `replay.service`: into another service's work queue (a redirect), else the DLQ's own service. */
+export type Visit = 'keep' | 'discard' | { replay: { resetAttempts: boolean; service?: string } };
 
 /** Messages in flight per rotation (prefetch and publish window). */
 const WINDOW = 100;
@@ -141,13 +142,13 @@ export class Rotation {
     );
   }
 
-  #publishCopy(msg: ConsumeMessage, action: 'keep' | { replay: { resetAttempts: boolean } }): Promise<void> {
+  #publishCopy(msg: ConsumeMessage, action: Exclude<Visit, 'discard'>): Promise<void> {
     const [exchange, key, options]: [string, string, Options.Publish] = action === 'keep'
       ? // Through the DLX with the rotation key (bound to this DLQ only, so the enqueuers' events
         // queues do not hear it), not the default exchange: the enqueuer's broker user may write
         // to gw.dlx but not to every queue by name.
         [this.#topology.names.deadLetterExchange, this.#topology.names.dlqRotationRoutingKey(this.#service), copyOptions(msg, { rotate: this.#id })]
-      : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(this.#service), copyOptions(msg, action)];
+      : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(action.replay.service ?? this.#service), copyOptions(msg, action)];
     return new Promise<void>((resolve, reject) => {
       try {
         this.#pub.publish(exchange, key, msg.content, options, (err: unknown) => {

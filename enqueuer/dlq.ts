@@ -40,6 +40,14 @@ export interface ReplayRequest {
   all?: boolean | undefined;
   resetAttempts?: boolean | undefined;
   dryRun?: boolean | undefined;
+  /** Replay into this service's work queue instead (a redirect; the caller checked the key may use it). */
+  redirectTo?: string | undefined;
+  /**
+   * Called once per id just before its first copy is published (not in a dry run): the place to
+   * record the job `queued` again, so that record precedes any event of the replayed run (a
+   * dequeuer may take the copy before the rotation ends).
+   */
+  onReplay?: ((jobId: string) => void) | undefined;
 }
 
 export interface ReplayResult {
@@ -92,12 +100,7 @@ export class DeadLetters {
 
   /** The tenant's entries in DLQ order, `limit` of them from `offset`. */
   async browse(service: string, tenant: string, page: { offset: number; limit: number }): Promise<BrowsePage> {
-    const all: DeadLetterEntry[] = [];
-    await this.#serialized(service, tenant, (msg) => {
-      const entry = toEntry(msg);
-      if (entry.tenant === tenant) all.push(entry);
-      return 'keep';
-    });
+    const all = await this.entries(service, tenant);
     const entries = all.slice(page.offset, page.offset + page.limit);
     const next = page.offset + entries.length;
     return { entries, total: all.length, nextOffset: next < all.length ? next : undefined };
@@ -113,23 +116,43 @@ export class DeadLetters {
       const entry = toEntry(msg);
       if (entry.tenant !== tenant || !entry.jobId) return 'keep';
       if (!req.all && !wanted.has(entry.jobId)) return 'keep';
+      if (!dryRun && !found.has(entry.jobId)) req.onReplay?.(entry.jobId);
       found.add(entry.jobId);
       replayed.push(entry.jobId);
-      return dryRun ? 'keep' : { replay: { resetAttempts: req.resetAttempts === true } };
+      return dryRun ? 'keep' : { replay: { resetAttempts: req.resetAttempts === true, ...(req.redirectTo === undefined ? {} : { service: req.redirectTo }) } };
     });
     return { replayed, notFound: [...wanted].filter((id) => !found.has(id)), dryRun };
   }
 
   /** Discards the tenant's entry `id` (every copy of it); returns how many messages were removed. */
   async discard(service: string, tenant: string, id: string): Promise<number> {
+    return (await this.discardMany(service, tenant, [id])).removed;
+  }
+
+  /** Discards the tenant's entries named by `ids` (every copy of each) in one rotation. */
+  async discardMany(service: string, tenant: string, ids: readonly string[]): Promise<{ discarded: string[]; notFound: string[]; removed: number }> {
+    const wanted = new Set(ids);
+    const found = new Set<string>();
     let removed = 0;
     await this.#serialized(service, tenant, (msg) => {
       const entry = toEntry(msg);
-      if (entry.tenant !== tenant || entry.jobId !== id) return 'keep';
+      if (entry.tenant !== tenant || !entry.jobId || !wanted.has(entry.jobId)) return 'keep';
+      found.add(entry.jobId);
       removed++;
       return 'discard';
     });
-    return removed;
+    return { discarded: [...found], notFound: [...wanted].filter((id) => !found.has(id)), removed };
+  }
+
+  /** Every entry of the tenant (one browse rotation, bounded by `maxScan`). */
+  async entries(service: string, tenant: string): Promise<DeadLetterEntry[]> {
+    const all: DeadLetterEntry[] = [];
+    await this.#serialized(service, tenant, (msg) => {
+      const entry = toEntry(msg);
+      if (entry.tenant === tenant) all.push(entry);
+      return 'keep';
+    });
+    return all;
   }
 
   /**

@@ -23,6 +23,7 @@ import { DEV_PRINCIPAL, Guard } from './security/guard.ts';
 import { RedisBucketStore } from './security/redis-bucket-store.ts';
 import { Admission } from './submit/admission.ts';
 import { Submitter } from './submit/submitter.ts';
+import { Workbench } from './workbench/workbench.ts';
 
 const nextMarkerId = eventIdSource();
 
@@ -63,6 +64,8 @@ export class Enqueuer implements Lifecycle {
   readonly guard: Guard;
   readonly admission: Admission;
   readonly submitter: Submitter;
+  /** Dashboard and DLQ workbench: audit trail, cancellations, timelines, activity, queue depths. */
+  readonly workbench: Workbench;
   #logger: Logger;
   #http: HttpServer | undefined;
   #app: Express | undefined;
@@ -107,6 +110,14 @@ export class Enqueuer implements Lifecycle {
         this.metrics.eventBatchSize.observe(events);
         this.metrics.eventBatchWait.observe(waitedMs / 1000);
       },
+      observe: (e) => this.workbench.observe(e),
+    });
+    this.workbench = new Workbench({
+      broker: this.broker,
+      topology: this.topology,
+      replies: this.replies,
+      logger: options.logger.child({ component: 'workbench' }),
+      redis: this.stores.redis ? { client: this.stores.redis, keyPrefix: config.redisKeyPrefix, ttlMs: Math.max(config.jobTtlMs, config.jobActiveTtlMs) } : undefined,
     });
     this.events = new EventStream({
       broker: this.broker,
@@ -154,6 +165,7 @@ export class Enqueuer implements Lifecycle {
       admission: this.admission,
       metrics: this.metrics,
       logger,
+      onAccepted: (env, notBefore) => this.workbench.accepted(env, notBefore),
     });
   }
 
@@ -228,7 +240,10 @@ export class Enqueuer implements Lifecycle {
       guard,
       services: { config, topology: this.topology, guard, submitter: this.submitter },
       jobs: { config, jobs: this.stores.jobs, hub: this.hub, replay: this.events, guard },
-      dlq: { config, deadLetters: this.deadLetters, logger: this.#logger, metrics: this.metrics, jobEvents: this.jobEvents, guard },
+      dlq: { config, deadLetters: this.deadLetters, logger: this.#logger, metrics: this.metrics, jobEvents: this.jobEvents, guard, workbench: this.workbench },
+      workbench: { config, deadLetters: this.deadLetters, jobs: this.stores.jobs, workbench: this.workbench, logger: this.#logger, metrics: this.metrics, jobEvents: this.jobEvents, guard },
+      jobActions: { jobs: this.stores.jobs, delayed: this.stores.delayed, workbench: this.workbench, logger: this.#logger, jobEvents: this.jobEvents, guard },
+      overview: { config, topology: this.topology, breakers: this.breakers, delayed: this.stores.delayed, workbench: this.workbench, guard },
     });
     this.#app = app;
     const http = new HttpServer(app, config.limits);

@@ -22,6 +22,7 @@ export const ERRORS = {
   GW_ERR_EXPECTATION_FAILED: { status: 417, title: 'Expectation not supported' },
   GW_ERR_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   GW_ERR_IDEMPOTENCY_KEY_IN_USE: { status: 409, title: 'A request with this Idempotency-Key is still being processed' },
+  GW_ERR_JOB_NOT_CANCELLABLE: { status: 409, title: 'Only a queued or retrying job can be cancelled' },
   GW_ERR_RATE_LIMITED: { status: 429, title: 'Rate limit exceeded' },
   GW_ERR_TOO_MANY_INFLIGHT: { status: 429, title: 'Too many requests in flight' },
   GW_ERR_DLQ_TOO_MANY_OPS: { status: 429, title: 'Too many dead-letter queue operations waiting' },

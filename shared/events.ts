@@ -7,11 +7,15 @@
  */
 
 /** Job states. `queued` is recorded by the enqueuer once the broker confirmed the job. */
-export const JOB_STATES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'dead'] as const;
+export const JOB_STATES = ['queued', 'running', 'retrying', 'succeeded', 'failed', 'dead', 'cancelled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-/** States after which nothing more happens to a job (unless an operator replays it). */
-export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'dead']);
+/**
+ * States after which nothing more happens to a job (unless an operator replays it). `cancelled`: an
+ * operator cancelled it while queued or waiting for a retry; no dequeuer sends it downstream
+ * (docs/adr/1600-dashboard-dlq-workbench-cancel.md).
+ */
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'dead', 'cancelled']);
 
 /** The downstream's answer as stored with a job (body base64, possibly truncated). */
 export interface JobResult {

@@ -19,10 +19,13 @@ export class JobEvents {
   #logger: Logger;
   /** `queued` transitions on their way to the events stream. */
   readonly outbox: EventBatcher;
+  #observe: ((e: JobEvent) => void) | undefined;
 
+  /** `observe`: also told every transition read from the stream (the dashboard's timelines and activity). */
   constructor(o: {
     hub: JobEventHub; jobs: JobStore; replies: ReplyRouter; eventsExchange: string; logger: Logger;
     onFlush?: (events: number, bytes: number, waitedMs: number) => void;
+    observe?: (e: JobEvent) => void;
   }) {
     this.#hub = o.hub;
     this.#jobs = o.jobs;
@@ -32,11 +35,13 @@ export class JobEvents {
       ...(o.onFlush ? { onFlush: o.onFlush } : {}),
       onError: (err, events) => o.logger.warn({ err, events }, 'queued events not published to the events stream'),
     });
+    this.#observe = o.observe;
   }
 
   /** A transition read from the stream: waiters and SSE streams hear it at once; resolves once the store applied it (monotonic). */
   received(e: JobEvent, id: EventId): Promise<unknown> {
     this.#hub.emit(e, id);
+    this.#observe?.(e);
     return this.#jobs.apply(e);
   }
 

@@ -12,6 +12,9 @@ import { dlqRouteDocs } from '../routes/dlq.ts';
 import { healthRouteDocs } from '../routes/health.ts';
 import { jobsRouteDocs } from '../routes/jobs.ts';
 import { servicesRouteDocs } from '../routes/services.ts';
+import { jobActionRouteDocs } from '../routes/job-actions.ts';
+import { overviewRouteDocs } from '../routes/overview.ts';
+import { workbenchRouteDocs } from '../routes/workbench.ts';
 import type { RouteDoc } from './route-docs.ts';
 import { JobEventSchema } from './views.ts';
 
@@ -35,7 +38,7 @@ const docsRouteDocs: RouteDoc[] = [
  * Every route's doc. A router that adds routes exports its own `RouteDoc[]` and is listed here;
  * test/integration/api-contract.test.ts fails for any route of the app that has none.
  */
-export const ROUTE_DOCS: readonly RouteDoc[] = [...healthRouteDocs, ...docsRouteDocs, ...servicesRouteDocs, ...jobsRouteDocs, ...dlqRouteDocs];
+export const ROUTE_DOCS: readonly RouteDoc[] = [...healthRouteDocs, ...docsRouteDocs, ...servicesRouteDocs, ...jobsRouteDocs, ...jobActionRouteDocs, ...overviewRouteDocs, ...dlqRouteDocs, ...workbenchRouteDocs];
 
 type OpenApiDocument = ReturnType<OpenApiGeneratorV31['generateDocument']>;
 

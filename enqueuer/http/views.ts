@@ -12,6 +12,7 @@ import { JOB_STATES, type JobEvent as DomainJobEvent, type JobError, type JobRes
 import type { DeadLetterEntry } from '../dlq-entry.ts';
 import type { JobRecord } from '../jobs/job-record.ts';
 import type { JobReply, Reply } from '../submit/types.ts';
+import type { AuditEntry } from '../workbench/audit-trail.ts';
 
 const ERROR_CODES = Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]];
 const isoTime = z.iso.datetime({ offset: false }).describe('ISO-8601 UTC time');
@@ -230,4 +231,103 @@ export function sendJobReply(res: Response, reply: JobReply): void {
   res.setHeader('content-location', `/v1/jobs/${reply.jobId}`);
   if (reply.bodyTruncated) res.setHeader('x-gw-body-truncated', 'true');
   res.end(reply.body);
+}
+
+// ---- Dashboard and DLQ workbench (docs/adr/1600-dashboard-dlq-workbench-cancel.md) ----
+
+export const DlqGroupSchema = z
+  .object({
+    id: z.string().describe('opaque group id (pass as `group` to replays and discards)'),
+    status: z.number().int().nullable().describe('downstream HTTP status of the final failure, when it was an answer'),
+    code: z.enum(ERROR_CODES).nullable().describe('registry code of the final failure'),
+    reason: z.string().nullable().describe('why the broker dead-lettered it: `rejected` or `delivery_limit`'),
+    count: z.number().int(),
+    firstSeenAt: isoTime.nullable().describe('earliest first failure of the group'),
+    lastSeenAt: isoTime.nullable().describe('latest failure of the group'),
+    ids: z.array(z.string()).describe('job ids of the group, DLQ order (at most 1000)'),
+    idsTruncated: z.boolean(),
+  })
+  .meta({ id: 'DlqGroup', description: "The tenant's dead letters of one service that failed the same way." });
+
+export const DlqGroupPageSchema = pageSchema(DlqGroupSchema, 'DlqGroupPage');
+
+export const DlqOperationResultSchema = z
+  .object({
+    service: z.string(),
+    target: z.string().describe('the service the jobs go to (a redirect names another one)'),
+    action: z.enum(['replay', 'discard']),
+    dryRun: z.boolean(),
+    ids: z.array(z.string()).describe('replayed or discarded ids (with dryRun: what would be)'),
+    notFound: z.array(z.string()),
+    auditId: z.string().nullable().describe('the audit entry recorded (null for a dry run)'),
+  })
+  .meta({ id: 'DlqOperationResult' });
+
+export const AuditEntrySchema = z
+  .object({
+    id: z.string(),
+    at: isoTime,
+    keyId: z.string().describe('the API key that acted (never the key itself)'),
+    requestId: z.string(),
+    action: z.enum(['replay', 'discard', 'cancel']),
+    service: z.string(),
+    target: z.string().optional(),
+    ids: z.array(z.string()).describe('job ids acted on (at most 1000; `count` is the full number)'),
+    count: z.number().int(),
+    reason: z.string().optional(),
+    group: z.string().optional(),
+    ratePerS: z.number().optional(),
+    resetAttempts: z.boolean().optional(),
+    notFound: z.number().int().optional(),
+  })
+  .meta({ id: 'AuditEntry', description: 'One operator action of the tenant: who (key id), what (ids, counts), when, why.' });
+
+export const AuditPageSchema = pageSchema(AuditEntrySchema, 'AuditPage');
+
+export const JobRequestSchema = z
+  .object({
+    method: z.string(),
+    path: z.string(),
+    query: z.string().describe('raw query string, without `?`'),
+    headers: z.record(z.string(), z.string()).describe('the allow-listed headers that were forwarded'),
+    bodyBytes: z.number().int().describe('the body is not kept, only its size'),
+    notBefore: isoTime.optional().describe('a delayed job: when it is due'),
+  })
+  .meta({ id: 'JobRequest', description: 'The request of a job as it was forwarded (kept by the replica that accepted it; shared through Redis when configured).' });
+
+export const TimelineSchema = z
+  .object({ id: jobId, items: z.array(JobEventSchema).describe('transitions, oldest first (at most 64)'), request: JobRequestSchema.optional() })
+  .meta({ id: 'JobTimeline', description: "A job's transitions: attempts, times, errors, retry gaps." });
+
+const queueDepth = z.object({ ready: z.number().int().describe('messages ready (passive declare)'), consumers: z.number().int() });
+
+export const OverviewSchema = z
+  .object({
+    at: isoTime,
+    services: z.array(
+      z.object({
+        service: z.string(),
+        queues: z.object({ work: queueDepth, rpc: queueDepth, dlq: queueDepth, delayed: z.number().int().describe('delayed jobs not yet due (all tenants)') }),
+        running: z.number().int().describe("the tenant's jobs delivered and not finished (unacked), from their events"),
+        active: z.number().int().describe("the tenant's unfinished jobs"),
+        oldestCreatedAt: isoTime.nullable().describe("creation of the tenant's oldest unfinished job"),
+        breaker: z.object({ state: z.enum(['closed', 'half-open', 'open', 'unknown']), retryAfterS: z.number().int().nullable().describe('seconds until half-open') }),
+        perMinute: z.object({ minutes: z.array(isoTime).describe('start of each of the last 15 minutes, oldest first'), accepted: z.array(z.number().int()), succeeded: z.array(z.number().int()), failed: z.array(z.number().int()), dead: z.array(z.number().int()), cancelled: z.array(z.number().int()) }),
+      }),
+    ),
+  })
+  .meta({ id: 'Overview', description: "Per service the key may use: queue depths (every tenant's), the tenant's activity per minute, breaker." });
+
+export type AuditView = z.infer<typeof AuditEntrySchema>;
+
+/** An audit entry as the API shows it (the tenant is the caller's; not repeated). */
+export function auditView(e: AuditEntry): AuditView {
+  const v: AuditView = { id: e.id, at: iso(e.at), keyId: e.keyId, requestId: e.requestId, action: e.action, service: e.service, ids: e.ids, count: e.count };
+  if (e.target !== undefined) v.target = e.target;
+  if (e.reason !== undefined) v.reason = e.reason;
+  if (e.group !== undefined) v.group = e.group;
+  if (e.ratePerS !== undefined) v.ratePerS = e.ratePerS;
+  if (e.resetAttempts !== undefined) v.resetAttempts = e.resetAttempts;
+  if (e.notFound !== undefined) v.notFound = e.notFound;
+  return v;
 }

@@ -39,7 +39,7 @@ export interface JobPatch {
   del: Array<keyof JobRecord>;
 }
 
-const PHASE: Record<JobState, number> = { queued: 0, running: 1, retrying: 2, succeeded: 3, failed: 3, dead: 3 };
+const PHASE: Record<JobState, number> = { queued: 0, running: 1, retrying: 2, succeeded: 3, failed: 3, dead: 3, cancelled: 3 };
 
 /** Rank of a transition: later transitions of a job have a higher rank. */
 export function rankOf(state: JobState, attempt: number): number {
@@ -124,6 +124,11 @@ export interface ListQuery {
   /** Only jobs of these services (the API key's allow-list); undefined = every service. */
   services?: ReadonlySet<string>;
   state?: JobState;
+  /** Only jobs created at or after / before this epoch ms. */
+  since?: number;
+  until?: number;
+  /** Only the job(s) of this request id. */
+  requestId?: string;
   limit: number;
   /** Index member to continue after (exclusive), from {@link decodeCursor}. */
   after?: string;
@@ -137,5 +142,6 @@ export interface ListPage {
 
 /** Whether a record matches a list query's filters. */
 export function matchesQuery(r: JobRecord, q: ListQuery): boolean {
-  return (q.service === undefined || r.service === q.service) && (q.services === undefined || q.services.has(r.service)) && (q.state === undefined || r.state === q.state);
+  return (q.service === undefined || r.service === q.service) && (q.services === undefined || q.services.has(r.service)) && (q.state === undefined || r.state === q.state) &&
+    (q.since === undefined || r.createdAt >= q.since) && (q.until === undefined || r.createdAt < q.until) && (q.requestId === undefined || r.requestId === q.requestId);
 }

@@ -46,6 +46,11 @@ export class Stores {
     }
   }
 
+  /** The Redis client of the stores, when they are in Redis (other shared state rides on it). */
+  get redis(): Redis | undefined {
+    return this.#redis;
+  }
+
   /** Bytes held in this process (Redis bounds itself: maxmemory, TTLs). */
   get memoryBytes(): { jobs: number; idempotency: number } {
     return {

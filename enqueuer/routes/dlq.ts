@@ -10,6 +10,7 @@ import { DeadLetterPageSchema, deadLetterView, ReplayResultSchema, sendPage } fr
 import type { EnqueuerMetrics } from '../metrics.ts';
 import { requireServiceAccess } from '../http/service-access.ts';
 import type { Guard } from '../security/guard.ts';
+import type { Workbench } from '../workbench/workbench.ts';
 
 /** A tenant (the authenticated one, `req.principal`) sees and touches only its own entries. */
 export interface DlqRouteDeps {
@@ -21,6 +22,8 @@ export interface DlqRouteDeps {
   jobEvents: Pick<JobEvents, 'record'>;
   /** The key's service allow-list applies to every DLQ route (403). */
   guard: Guard;
+  /** Replays and discards go to the audit trail. */
+  workbench: Workbench;
 }
 
 const DEFAULT_LIMIT = 50;
@@ -85,17 +88,15 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     const parsed = replayBody.safeParse(req.body ?? {});
     if (!parsed.success) throw new GatewayError('GW_ERR_BAD_REQUEST', parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
     const tenant = req.principal.tenant;
-    const result = await deadLetters.replay(service, tenant, parsed.data);
-    if (!result.dryRun) {
-      const at = Date.now();
-      for (const jobId of result.replayed) {
-        deps.metrics.jobsReplayed.labels(service).inc();
-        // `replay` is the one way a job leaves a terminal state in the status view.
-        deps.jobEvents.record({ v: 1, kind: 'job', jobId, tenant, service, state: 'queued', attempt: 1, at, replay: true, requestId: req.id });
-      }
-    }
+    // `replay` is the one way a job leaves a terminal state in the status view; recorded before its copy goes out.
+    const onReplay = (jobId: string): void => {
+      deps.metrics.jobsReplayed.labels(service).inc();
+      deps.jobEvents.record({ v: 1, kind: 'job', jobId, tenant, service, state: 'queued', attempt: 1, at: Date.now(), replay: true, requestId: req.id });
+    };
+    const result = await deadLetters.replay(service, tenant, { ...parsed.data, onReplay });
+    const auditId = result.dryRun ? undefined : (await deps.workbench.audit.record({ tenant, keyId: req.principal.keyId, requestId: req.id, action: 'replay', service, ids: [...new Set(result.replayed)], notFound: result.notFound.length, resetAttempts: parsed.data.resetAttempts === true })).id;
     deps.logger.info(
-      { audit: 'dlq.replay', service, tenant, keyId: req.principal.keyId, requestId: req.id, replayed: result.replayed.length, notFound: result.notFound.length, dryRun: result.dryRun, resetAttempts: parsed.data.resetAttempts === true },
+      { audit: 'dlq.replay', auditId, service, tenant, keyId: req.principal.keyId, requestId: req.id, replayed: result.replayed.length, notFound: result.notFound.length, dryRun: result.dryRun, resetAttempts: parsed.data.resetAttempts === true },
       'dlq replay',
     );
     res.json({ service, ...result });
@@ -107,7 +108,9 @@ export function dlqRouter(deps: DlqRouteDeps): Router {
     const tenant = req.principal.tenant;
     const removed = await deadLetters.discard(service, tenant, id);
     if (removed === 0) throw new GatewayError('GW_ERR_DLQ_ENTRY_NOT_FOUND', `no dead-letter entry ${JSON.stringify(id.slice(0, 200))}`);
-    deps.logger.info({ audit: 'dlq.discard', service, tenant, keyId: req.principal.keyId, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');
+    const reason = typeof req.query.reason === 'string' && req.query.reason.trim() ? req.query.reason.trim().slice(0, 500) : undefined;
+    const entry = await deps.workbench.audit.record({ tenant, keyId: req.principal.keyId, requestId: req.id, action: 'discard', service, ids: [id], ...(reason ? { reason } : {}) });
+    deps.logger.info({ audit: 'dlq.discard', auditId: entry.id, service, tenant, keyId: req.principal.keyId, jobId: id, requestId: req.id, removed }, 'dlq entry discarded');
     res.status(204).end();
   });
 
@@ -133,7 +136,7 @@ export const dlqRouteDocs: RouteDoc[] = [
   },
   {
     method: 'delete', path: '/v1/dlq/{service}/{id}', tags: ['dlq'], summary: 'Discard every copy of one dead letter (audit-logged)', security: bearer,
-    request: { params: pathParams({ ...serviceParam, id: z.string().describe('job id') }) },
+    request: { params: pathParams({ ...serviceParam, id: z.string().describe('job id') }), query: z.object({ reason: z.string().optional().describe('why, for the audit trail (POST /v1/dlq/{service}/discards requires one)') }) },
     responses: { 204: { description: 'discarded' }, ...problems(...V1_PROBLEMS, 404) },
   },
 ];

@@ -29,6 +29,8 @@ export interface JobsRouteDeps {
   guard: Guard;
 }
 
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
 /** Default page size of `GET /v1/jobs`. */
 export const DEFAULT_LIST_LIMIT = 20;
 
@@ -50,6 +52,18 @@ export function parseListQuery(q: Record<string, unknown>, maxLimit: number): Li
   if (state !== undefined) {
     if (!(JOB_STATES as readonly string[]).includes(state)) throw new GatewayError('GW_ERR_BAD_REQUEST', `state must be one of ${JOB_STATES.join(', ')}`);
     out.state = state as JobState;
+  }
+  for (const name of ['since', 'until'] as const) {
+    const v = one(name);
+    if (v === undefined) continue;
+    const ms = Date.parse(v);
+    if (!/^\d{4}-\d\d-\d\dT/.test(v) || Number.isNaN(ms)) throw new GatewayError('GW_ERR_BAD_REQUEST', `${name} must be an ISO-8601 time`);
+    out[name] = ms;
+  }
+  const requestId = one('requestId');
+  if (requestId !== undefined) {
+    if (!/^[\x21-\x7e]{1,200}$/.test(requestId)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'invalid requestId');
+    out.requestId = requestId;
   }
   const limit = one('limit');
   if (limit !== undefined) {
@@ -114,7 +128,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     if (query.service !== undefined) guard.authorizeService(req.principal, query.service);
     else if (req.principal.services) query.services = req.principal.services;
     const page = await jobs.list(req.principal.tenant, query);
-    sendPage(res, { items: page.jobs.map(jobView), next: page.next ?? null }, { path: '/v1/jobs', query: { service: query.service, state: query.state, limit: String(query.limit) } });
+    sendPage(res, { items: page.jobs.map(jobView), next: page.next ?? null }, { path: '/v1/jobs', query: { service: query.service, state: query.state, since: str(req.query.since), until: str(req.query.until), requestId: query.requestId, limit: String(query.limit) } });
   });
 
   router.get('/v1/jobs/:id', async (req, res) => {
@@ -277,6 +291,9 @@ export const jobsRouteDocs: RouteDoc[] = [
       query: z.object({
         service: z.string().optional(),
         state: JobStateSchema.optional(),
+        since: z.string().optional().describe('only jobs created at or after this ISO-8601 time'),
+        until: z.string().optional().describe('only jobs created before this ISO-8601 time'),
+        requestId: z.string().optional().describe('only the job of this request id'),
         limit: z.string().regex(/^\d+$/).optional().describe(`page size, default ${DEFAULT_LIST_LIMIT}, capped at JOBS_LIST_MAX_LIMIT`),
         cursor: z.string().optional().describe('`next` of the previous page'),
       }),

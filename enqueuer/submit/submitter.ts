@@ -33,6 +33,8 @@ export interface SubmitterOptions {
   admission: Admission;
   metrics: EnqueuerMetrics;
   logger: Logger;
+  /** Told each accepted job (the dashboard keeps its forwarded request, without the body). */
+  onAccepted?: (env: RequestEnvelope, notBefore: number | undefined) => void;
 }
 
 /** Clock margin past a cut-off sync request's deadline before its Idempotency-Key is freed. */
@@ -247,6 +249,7 @@ export class Submitter {
       await admission.track(replies.publish(target.exchange, target.routingKey, env.body, encodeRequest(env), 'async'));
     }
     metrics.jobsAccepted.labels(env.service).inc();
+    this.#o.onAccepted?.(env, target.units > 0 ? env.enqueuedAt + target.delayMs : undefined);
     const queued: JobEvent = { v: 1, kind: 'job', jobId: env.jobId, tenant: env.tenant, service: env.service, state: 'queued', attempt: 1, at: Date.now(), enqueuedAt: env.enqueuedAt, requestId: env.requestId };
     // From here on the job is accepted: store trouble is logged, never turned into an error answer.
     let record: JobRecord | undefined;

@@ -24,9 +24,10 @@ export interface Permission {
  * - enqueuer: publish requests and replays to `<p>.work`, delayed jobs to `<p>.delay.L24`, DLQ
  *   rotations to `<p>.dlx`, `queued` events and its start marker to `<p>.events`; consume direct
  *   reply-to, the `<p>.events` stream (job and breaker events, delivery-limit deaths: the topology
- *   binds it to the dead-letter exchange) and the DLQs (DLQ browse/replay API). It configures
+ *   binds it to the dead-letter exchange), the DLQs (DLQ browse/replay API) and the `<p>.audit` stream
+ *   (the audit trail); publish cancellations and audit entries to `<p>.control`. It configures
  *   nothing: it can neither consume a work or rpc queue nor declare, bind or delete any object.
- * - dequeuer: consume the rpc and work queues; publish replies (default exchange, checked as
+ * - dequeuer: consume the rpc and work queues and read the `<p>.cancellations` stream; publish replies (default exchange, checked as
  *   `amq.default`), retry copies (`<p>.work`, `<p>.delay.Lnn`) and events; configure nothing.
  * - admin: everything (imports definitions, runs the services with TOPOLOGY_MODE=assert if wanted).
  * - monitor: nothing on the vhost; the `monitoring` tag gives read-only management/metrics access.
@@ -38,14 +39,14 @@ export function brokerPermissions(prefix = 'gw'): Permission[] {
     {
       user: BROKER_USERS.enqueuer,
       configure: '^$',
-      write: `^(${p}\\.work|${p}\\.dlx|${p}\\.events|${p}\\.delay\\.L24)$`,
-      read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.${svc}\\.dlq)$`,
+      write: `^(${p}\\.work|${p}\\.dlx|${p}\\.events|${p}\\.delay\\.L24|${p}\\.control)$`,
+      read: `^(amq\\.rabbitmq\\.reply-to|${p}\\.events|${p}\\.${svc}\\.dlq|${p}\\.audit)$`,
     },
     {
       user: BROKER_USERS.dequeuer,
       configure: '^$',
       write: `^(amq\\.default|${p}\\.work|${p}\\.events|${p}\\.delay\\.L\\d\\d)$`,
-      read: `^${p}\\.${svc}\\.(rpc|work)$`,
+      read: `^(${p}\\.${svc}\\.(rpc|work)|${p}\\.cancellations)$`,
     },
     { user: BROKER_USERS.admin, configure: '.*', write: '.*', read: '.*' },
     { user: BROKER_USERS.monitoring, configure: '^$', write: '^$', read: '^$' },

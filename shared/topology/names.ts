@@ -38,6 +38,17 @@ export interface Names {
    */
   dlqRotationRoutingKey(service: string): string;
   delayLevel(level: number): string;
+  /**
+   * Streams of operator actions (docs/adr/1600-dashboard-dlq-workbench-cancel.md), fed through the
+   * direct control exchange with their routing keys (not the events exchange: its stream takes
+   * every key): job cancellations (every dequeuer replica reads them before calling a downstream)
+   * and the audit trail of DLQ replays, discards and cancels.
+   */
+  readonly controlExchange: string;
+  readonly cancellationStream: string;
+  readonly auditStream: string;
+  readonly cancellationRoutingKey: string;
+  readonly auditRoutingKey: string;
 }
 
 export function names(prefix = 'gw'): Names {
@@ -58,5 +69,10 @@ export function names(prefix = 'gw'): Names {
     workRoutingKey: (service: string) => `work.${service}`,
     dlqRotationRoutingKey: (service: string) => `rotate.${service}`,
     delayLevel: (level: number) => `${prefix}.delay.L${pad(level)}`,
+    controlExchange: `${prefix}.control`,
+    cancellationStream: `${prefix}.cancellations`,
+    auditStream: `${prefix}.audit`,
+    cancellationRoutingKey: 'control.cancel',
+    auditRoutingKey: 'control.audit',
   });
 }

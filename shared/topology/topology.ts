@@ -70,6 +70,13 @@ export function delayRoutingKey(units: number, service: string): string {
   return `${bits.join('.')}.work.${service}`;
 }
 
+/** Retention of the operator-action streams: cancellations outlive the longest delay (2^25 units of 100 ms ≈ 39 days). */
+export const STREAM_RETENTION = Object.freeze({
+  cancellations: Object.freeze({ maxAge: '40D', maxBytes: 64 * 1024 * 1024 }),
+  audit: Object.freeze({ maxAge: '90D', maxBytes: 256 * 1024 * 1024 }),
+});
+const STREAM_SEGMENT_BYTES = 8 * 1024 * 1024;
+
 /** Largest delay (in units) the levels can hold. */
 export const MAX_DELAY_UNITS = 2 ** DELAY_LEVELS - 1;
 
@@ -121,6 +128,18 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
       { source: exchange, destination: next, destinationType: 'exchange', routingKey: levelPattern(level, '0') },
     );
   }
+
+  // Operator actions, kept by age and size (segments small enough for the size bound to bite).
+  // Cancellations live as long as the longest delay a job can wait, so a cancelled job never runs.
+  queues.push(
+    { name: n.cancellationStream, arguments: { 'x-queue-type': 'stream', 'x-max-age': STREAM_RETENTION.cancellations.maxAge, 'x-max-length-bytes': STREAM_RETENTION.cancellations.maxBytes, 'x-stream-max-segment-size-bytes': STREAM_SEGMENT_BYTES } },
+    { name: n.auditStream, arguments: { 'x-queue-type': 'stream', 'x-max-age': STREAM_RETENTION.audit.maxAge, 'x-max-length-bytes': STREAM_RETENTION.audit.maxBytes, 'x-stream-max-segment-size-bytes': STREAM_SEGMENT_BYTES } },
+  );
+  exchanges.push({ name: n.controlExchange, type: 'direct', arguments: {} });
+  bindings.push(
+    { source: n.controlExchange, destination: n.cancellationStream, destinationType: 'queue', routingKey: n.cancellationRoutingKey },
+    { source: n.controlExchange, destination: n.auditStream, destinationType: 'queue', routingKey: n.auditRoutingKey },
+  );
 
   const serviceNames = Object.keys(services).sort();
   for (const svc of serviceNames) {

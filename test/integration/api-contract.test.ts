@@ -152,9 +152,38 @@ describe('API contract: /openapi.json against the live answers of every route', 
     const replay = await call('POST', '/v1/dlq/{service}/replay', '/v1/dlq/echo/replay', { body: JSON.stringify({ ids: [badId], dryRun: true }), headers: { 'content-type': 'application/json' } });
     expect(replay.json).toEqual({ service: 'echo', replayed: [badId], notFound: [], dryRun: true });
     await call('POST', '/v1/dlq/{service}/replay', '/v1/dlq/echo/replay', { body: '{"nope":1}', headers: { 'content-type': 'application/json' } });
+    // workbench: groups, replay and discard dry runs by group, a malformed selection
+    const groups = await call('GET', '/v1/dlq/{service}/groups', '/v1/dlq/echo/groups');
+    const group = (groups.json as { items: Array<{ id: string; status: number; code: string; ids: string[]; count: number }> }).items[0]!;
+    expect(group).toMatchObject({ status: 400, code: 'GW_ERR_DOWNSTREAM_STATUS', ids: [badId], count: 1 });
+    const asJson = (b: unknown) => ({ body: JSON.stringify(b), headers: { 'content-type': 'application/json' } });
+    const dry = await call('POST', '/v1/dlq/{service}/replays', '/v1/dlq/echo/replays', asJson({ group: group.id, dryRun: true, ratePerS: 5 }));
+    expect(dry.json).toMatchObject({ service: 'echo', target: 'echo', action: 'replay', dryRun: true, ids: [badId], auditId: null });
+    await call('POST', '/v1/dlq/{service}/replays', '/v1/dlq/echo/replays', asJson({ ids: [badId], group: group.id }));
+    expect((await call('POST', '/v1/dlq/{service}/discards', '/v1/dlq/echo/discards', asJson({ group: group.id, dryRun: true, reason: 'contract' }))).json).toMatchObject({ ids: [badId], dryRun: true });
+    expect((await call('POST', '/v1/dlq/{service}/discards', '/v1/dlq/echo/discards', asJson({ ids: [badId] }))).status).toBe(400);
     expect((await call('DELETE', '/v1/dlq/{service}/{id}', `/v1/dlq/echo/${badId}`)).status).toBe(204);
     expect((await call('DELETE', '/v1/dlq/{service}/{id}', `/v1/dlq/echo/${badId}`)).status).toBe(404);
     await call('GET', '/v1/dlq/{service}', '/v1/dlq/nope');
+    const discarded = await call('POST', '/v1/dlq/{service}/discards', '/v1/dlq/echo/discards', asJson({ ids: [badId], reason: 'gone already' }));
+    expect(discarded.json).toMatchObject({ ids: [], notFound: [badId], dryRun: false });
+    const audit = await call('GET', '/v1/audit', '/v1/audit?service=echo&limit=1');
+    expect((audit.json as { items: Array<{ action: string; reason?: string }> }).items[0]).toMatchObject({ action: 'discard', reason: 'gone already' });
+    expect(audit.headers.get('link')).toContain('/v1/audit?service=echo&limit=1&cursor=');
+    await call('GET', '/v1/audit', '/v1/audit?limit=0');
+
+    // dashboard: overview, a job's timeline, cancel a delayed job (then 409), an unknown job (404)
+    const overview = await call('GET', '/v1/overview', '/v1/overview');
+    expect((overview.json as { services: Array<{ service: string }> }).services.map((x) => x.service)).toEqual(['echo']);
+    const timeline = await call('GET', '/v1/jobs/{id}/timeline', `/v1/jobs/${okId}/timeline`);
+    expect((timeline.json as { items: Array<{ state: string }> }).items.map((e) => e.state)).toEqual(['queued', 'running', 'succeeded']);
+    expect((timeline.json as { request: unknown }).request).toMatchObject({ method: 'POST', path: '/echo', bodyBytes: 3 });
+    await call('GET', '/v1/jobs/{id}/timeline', '/v1/jobs/no-such-job/timeline');
+    const delayed = await call('POST', '/v1/services/{service}/{path}', '/v1/services/echo/echo', { body: 'later', headers: { prefer: 'respond-async', 'gw-delay-ms': '60000' } });
+    const delayedId = (delayed.json as { id: string }).id;
+    expect((await call('POST', '/v1/jobs/{id}/cancel', `/v1/jobs/${delayedId}/cancel`, asJson({ reason: 'contract' }))).json).toMatchObject({ id: delayedId, state: 'cancelled' });
+    expect((await call('POST', '/v1/jobs/{id}/cancel', `/v1/jobs/${delayedId}/cancel`)).status).toBe(409);
+    expect((await call('POST', '/v1/jobs/{id}/cancel', '/v1/jobs/no-such-job/cancel')).status).toBe(404);
 
     console.log(`timings: jobs ${tJobs - t0} ms, streams ${tDlq - tJobs} ms, dlq ${Date.now() - tDlq} ms`);
     expect(violations).toEqual([]);

@@ -81,12 +81,15 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
   });
 
   it('a tenant sees, replays and discards only its own DLQ entries', async () => {
+    const dlq = stack.topology.names.deadLetterQueue('echo');
+    // What the earlier tests left in the DLQ, so the wait below is for the foreign job itself (the
+    // `failed` event can arrive before the broker has dead-lettered the message).
+    const before = (await jobs.ch.checkQueue(dlq)).messageCount;
     const foreign = await jobs.publish('/status/400', { tenant: 'other-tenant' });
     await until(() => jobs.final(foreign, 'failed'), 10_000);
-    const dlq = stack.topology.names.deadLetterQueue('echo');
     const count = await until(async () => {
       const n = (await jobs.ch.checkQueue(dlq)).messageCount;
-      return n >= 1 && n;
+      return n >= before + 1 && n;
     }, 5000, 'the foreign job in the DLQ');
     const body = (await (await fetch(`${stack.baseUrl}/v1/dlq/echo`)).json()) as { items: Array<{ id: string }> };
     expect(body.items.map((e) => e.id)).not.toContain(foreign);

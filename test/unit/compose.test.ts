@@ -229,6 +229,14 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('copies the dashboard (ui/, served by the enqueuer without a build step) into the image, and its chart library is a production dependency', () => {
+    const copied = [...dockerfile.matchAll(/^COPY\s+(?!--from)(\S+)\s+\S+\s*$/gm)].map((m) => m[1]!);
+    expect(copied).toContain('ui');
+    expect(existsSync(join(root, 'ui/index.html'))).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    expect(Object.keys(pkg.dependencies)).toContain('uplot');
+  });
+
   it('publishes every port on 127.0.0.1 only, the management UI included', () => {
     const published = Object.values(services).flatMap((s) => s.ports ?? []);
     expect(published.length).toBeGreaterThan(0);
