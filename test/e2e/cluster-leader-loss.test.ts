@@ -66,9 +66,10 @@ describe('cluster: the quorum leader node is killed while async jobs flow', () =
     expect(load.missingRetryAfter).toBe(0);
     expect(load.slowestRefusalMs).toBeLessThanOrEqual(5_500);
     expect(load.clientTimeouts).toBe(0);
-    // Both services moved to the surviving nodes (and stay there): all six connections are up.
+    // Both services moved to the surviving nodes (and stay there): all eight connections are up
+    // (enqueuer: publish, events, audit, DLQ consume and publish; dequeuer: publish, consume, cancellations).
     const conns = await nodes[1]!.rabbitmqctl(['list_connections', 'client_properties', '--quiet', '--no-table-headers']);
-    expect(conns.match(/connection_name","(?:en|de)queuer/g)?.length).toBe(6);
+    expect(conns.match(/connection_name","(?:en|de)queuer/g)?.length).toBe(8);
     // The restarted node is back in the cluster without any manual step.
     const status = JSON.parse(await nodes.find((n) => n !== killed)!.rabbitmqctl(['cluster_status', '--formatter', 'json'])) as { running_nodes: string[] };
     expect(new Set(status.running_nodes)).toEqual(new Set(nodes.map((n) => n.nodeName)));

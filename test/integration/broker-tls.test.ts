@@ -76,10 +76,10 @@ describe('TLS to the broker (amqps:// with CA, client certificate and key)', () 
     const done = await until(async () => ((await (await fetch(`${stack!.baseUrl}/v1/jobs/${id}`)).json()) as { state: string }).state === 'succeeded', 15_000, 'the job succeeded');
     expect(done).toBe(true);
 
-    // Every connection of the pair (enqueuer: publish, events, DLQ; dequeuer: publish, consume) is TLS.
+    // Every connection of the pair (enqueuer: publish, events, audit, DLQ; dequeuer: publish, consume, cancellations) is TLS.
     const rows = (await node.rabbitmqctl(['list_connections', 'ssl', 'client_properties', '--quiet', '--no-table-headers'])).trim().split('\n').filter(Boolean);
     const ours = rows.map((r) => ({ ssl: r.split('\t')[0], role: /connection_name","((?:en|de)queuer[^@"]*)@/.exec(r)?.[1] })).filter((c) => c.role);
-    expect(new Set(ours.map((c) => c.role))).toEqual(new Set(['enqueuer', 'enqueuer-events', 'enqueuer-dlq-consume', 'enqueuer-dlq-publish', 'dequeuer-publish', 'dequeuer-consume']));
+    expect(new Set(ours.map((c) => c.role))).toEqual(new Set(['enqueuer', 'enqueuer-events', 'enqueuer-audit', 'enqueuer-dlq-consume', 'enqueuer-dlq-publish', 'dequeuer-publish', 'dequeuer-consume', 'dequeuer-cancellations']));
     for (const c of ours) expect(c).toEqual({ role: c.role, ssl: 'true' });
   });
 

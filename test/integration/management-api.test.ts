@@ -44,8 +44,9 @@ describe('the topology through the management HTTP API', () => {
   });
 
   it('shows every queue of the definitions with its type, durability and exact arguments', async () => {
-    // 25 delay levels + unroutable + the events stream, and per service an rpc queue, its lanes (4 + high, 2 + high) and a DLQ.
-    expect(defs.queues.length).toBe(27 + (1 + 5 + 1) + (1 + 3 + 1));
+    // 25 delay levels + unroutable + the events, cancellations and audit streams, and per service an
+    // rpc queue, its lanes (4 + high, 2 + high) and a DLQ.
+    expect(defs.queues.length).toBe(29 + (1 + 5 + 1) + (1 + 3 + 1));
     for (const q of defs.queues) {
       const seen = await managementGet<MgmtQueue>(mgmt, `/api/queues/${enc('/')}/${enc(q.name)}`);
       expect({ name: seen.name, durable: seen.durable, auto_delete: seen.auto_delete, arguments: seen.arguments }, q.name)
