@@ -21,6 +21,14 @@ export const dequeuerEnvShape = {
    * client already had a 503 is then skipped instead of reaching the downstream. @default true
    */
   SYNC_CHECK_REQUESTER: z.enum(['true', 'false']).default('true'),
+  /**
+   * The broker's consumer (ack) timeout (ms): `consumer_timeout` of the node (30 min by default from
+   * 3.8.15), the per-queue `x-consumer-timeout` / `consumer-timeout` policy when set (read from the
+   * management API when `RABBITMQ_MANAGEMENT_URL` is set, and then preferred). A service whose
+   * longest hold of a delivery reaches it is refused at start-up, above half of it is a warning.
+   * @default 1800000
+   */
+  BROKER_CONSUMER_TIMEOUT_MS: envInt(1000, 2_147_483_647, 1_800_000),
   /** Only consume these services (comma-separated); default all. */
   CONSUME_SERVICES: z.string().optional(),
   /** A tenant holding more than this share of a service's job slots … @default 0.5 */
@@ -45,6 +53,8 @@ export interface DequeuerConfig extends BrokerSettings {
   tenantConcurrency: Readonly<Record<string, number>>;
   noisyTenantFraction: number;
   noisyTenantSustainMs: number;
+  /** The broker's consumer timeout as configured (BROKER_CONSUMER_TIMEOUT_MS). */
+  brokerConsumerTimeoutMs: number;
 }
 
 export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
@@ -66,5 +76,6 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
     tenantConcurrency: loadTenantConcurrency(env),
     noisyTenantFraction: e.NOISY_TENANT_FRACTION,
     noisyTenantSustainMs: e.NOISY_TENANT_SUSTAIN_MS,
+    brokerConsumerTimeoutMs: e.BROKER_CONSUMER_TIMEOUT_MS,
   });
 }

@@ -23,6 +23,7 @@ import { ServicePacing } from './pacing/service-pacing.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
+import { checkConsumerTimeouts, type ConsumerTimeoutFinding } from './consumer-timeout.ts';
 import { StreamReader } from '../shared/amqp/stream-reader.ts';
 import { CancellationSet, decodeCancellation } from '../shared/control/cancellation.ts';
 
@@ -48,7 +49,8 @@ export interface DequeuerOptions {
   registry?: Registry;
   /**
    * Called once when the broker cannot serve this gateway (`GW_ERR_BROKER_INCAPABLE`, e.g. no
-   * quorum queues): the connection stops retrying; main.ts exits with the error.
+   * quorum queues) or a service can outlast its consumer timeout (`GW_ERR_CONSUMER_TIMEOUT_UNSAFE`):
+   * the connection stops retrying; main.ts exits with the error.
    */
   onFatal?: (err: Error) => void;
 }
@@ -67,6 +69,7 @@ export class Dequeuer implements Lifecycle {
   #consumeConn: BrokerConnection;
   #publishConn: BrokerConnection;
   #probe: CapabilityProbe;
+  #consumerTimeout: ConsumerTimeoutFinding[] | undefined;
   #replyChannel: Channel | undefined;
   #publisher: ConfirmPublisher | undefined;
   #consumers: QueueConsumer[] = [];
@@ -176,6 +179,7 @@ export class Dequeuer implements Lifecycle {
       isFatal: isCapabilityError,
       setup: async (connection) => {
         await gate.check(connection);
+        await this.#checkConsumerTimeout();
         // Consumers attach paused: nothing is pulled while replies, events and retry copies
         // could not be published (that would answer nobody and lose retries).
         for (const c of this.#consumers) await c.attach(connection);
@@ -401,6 +405,27 @@ export class Dequeuer implements Lifecycle {
     } catch (err) {
       this.#logger.warn({ err, correlationId }, 'reply dropped: publish failed');
     }
+  }
+
+  /** Each consumed service's longest delivery hold against the consumer timeout, once checked at the first connection. */
+  get consumerTimeout(): readonly ConsumerTimeoutFinding[] | undefined {
+    return this.#consumerTimeout;
+  }
+
+  /** Once per process; throws GW_ERR_CONSUMER_TIMEOUT_UNSAFE (fatal: the connection stops, main.ts exits 78). */
+  async #checkConsumerTimeout(): Promise<void> {
+    if (this.#consumerTimeout) return;
+    const names = this.topology.names;
+    this.#consumerTimeout = await checkConsumerTimeouts({
+      services: this.config.services,
+      consume: this.config.consume,
+      queues: (svc) => [names.rpcQueue(svc), names.workQueue(svc)],
+      publishTimeoutMs: this.config.publishTimeoutMs,
+      configuredMs: this.config.brokerConsumerTimeoutMs,
+      rabbitmqUrl: this.config.rabbitmqUrl,
+      managementUrl: this.config.managementUrl,
+      logger: this.#logger,
+    });
   }
 
   /** The broker as probed on the first consume connection (undefined before). */

@@ -35,7 +35,7 @@ export interface WorkHandlerDeps {
    * How long a delivery is held while a copy cannot be confirmed (publish connection down, broker
    * alarm) before it goes back to the queue. Holding beats an instant requeue: on ≤ 4.2 every requeue
    * bumps `x-delivery-count`, so a requeue loop would dead-letter good jobs through the delivery limit.
-   * @default 10000
+   * @default COPY_RETRY_MS
    */
   copyRetryMs?: number;
   /** Whether an operator cancelled the job (the cancellation stream, read by every replica): it is acked, never called. */
@@ -61,6 +61,12 @@ export function attemptOf(env: RequestEnvelope, msg: ConsumeMessage): number {
   const crashes = typeof deliveries === 'number' ? deliveries : msg.fields.redelivered ? 1 : 0;
   return env.attempt + crashes;
 }
+
+/**
+ * How long a delivery is held by default while its retry copy or give-back cannot be confirmed
+ * (part of the longest hold the consumer-timeout check adds up, dequeuer/consumer-timeout.ts).
+ */
+export const COPY_RETRY_MS = 10_000;
 
 /**
  * Handles one async job delivery. Every path ends in ack (done, or a confirmed retry copy / give-back
@@ -89,7 +95,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage, 
   const breakerOpen = (): boolean => downstream.state === 'open';
 
   const maxDelay = maxDelayMs(topology);
-  const copyRetryMs = deps.copyRetryMs ?? 10_000;
+  const copyRetryMs = deps.copyRetryMs ?? COPY_RETRY_MS;
 
   /**
    * Publishes a copy (retry or give-back) through the delay levels and resolves true once the broker

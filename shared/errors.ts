@@ -41,6 +41,7 @@ export const ERRORS = {
   GW_ERR_BROKER_UNAVAILABLE: { status: 503, title: 'Message broker unavailable' },
   GW_ERR_BROKER_BLOCKED: { status: 503, title: 'Message broker is blocking publishers (resource alarm)' },
   GW_ERR_BROKER_INCAPABLE: { status: 503, title: 'Message broker lacks a capability the gateway needs (the process refuses to start)' },
+  GW_ERR_CONSUMER_TIMEOUT_UNSAFE: { status: 503, title: 'A service can hold a delivery longer than the broker\'s consumer timeout (the dequeuer refuses to start)' },
   GW_ERR_UNROUTABLE: { status: 503, title: 'Message could not be routed (topology missing)' },
   GW_ERR_SHUTTING_DOWN: { status: 503, title: 'Shutting down' },
   GW_ERR_STORE_UNAVAILABLE: { status: 503, title: 'Job store unavailable' },
