@@ -433,7 +433,7 @@ export class Dequeuer implements Lifecycle {
     return this.#probe.capabilities;
   }
 
-  readiness(): { ready: boolean; checks: Record<string, boolean | string>; broker?: BrokerCapabilities } {
+  readiness(): { ready: boolean; checks: Record<string, boolean | string>; broker?: BrokerCapabilities; consumerTimeout?: readonly ConsumerTimeoutFinding[] } {
     const consuming = this.#consumers.every((c) => c.consuming || c.paused);
     const checks: Record<string, boolean | string> = {
       state: this.#state,
@@ -442,7 +442,7 @@ export class Dequeuer implements Lifecycle {
       consumers: consuming,
     };
     const ready = this.#state === 'running' && this.#consumeConn.state === 'connected' && this.#publishConn.state === 'connected' && consuming;
-    return { ready, checks, ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}) };
+    return { ready, checks, ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}), ...(this.#consumerTimeout ? { consumerTimeout: this.#consumerTimeout } : {}) };
   }
 
   async start(): Promise<void> {
@@ -472,7 +472,7 @@ export class Dequeuer implements Lifecycle {
         const r = this.readiness();
         res.statusCode = r.ready ? 200 : 503;
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}) }));
+        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}), ...(r.consumerTimeout ? { consumerTimeout: r.consumerTimeout } : {}) }));
       } else if (url === '/metrics') {
         res.setHeader('content-type', this.registry.contentType);
         res.end(await this.registry.metrics());
