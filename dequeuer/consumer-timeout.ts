@@ -6,22 +6,47 @@ import { COPY_RETRY_MS } from './work-handler.ts';
 
 /**
  * The longest a dequeuer can hold one delivery of a service unacked, and of what it is made. A job
- * delivery is held for the downstream call (`timeoutMs`; a message deadline only shortens it), then
- * for the confirmed publish of its retry copy or give-back (retried for {@link COPY_RETRY_MS}, the
- * last try bounded by `PUBLISH_TIMEOUT_MS`) before it is acked. A sync request is held for the call
- * and its reply, which is less.
+ * delivery waits in the service's scheduler (dequeuer/fairness) until it may start: a downstream's
+ * `Retry-After` pauses every start for up to `work.pacing.maxPauseMs`; then the downstream call
+ * (`timeoutMs`; a message deadline only shortens it); then the confirmed publish of its retry copy or
+ * give-back (retried for {@link COPY_RETRY_MS}, the last try bounded by `PUBLISH_TIMEOUT_MS`) before
+ * it is acked. A sync request is held for its call and reply only, which is less.
+ *
+ * Behind other deliveries it waits longer: the lanes' consumers hold up to `(lanes + 1) × prefetch`
+ * deliveries, started `pacing.floor` at a time when the pacing limit is at its floor, so the last one
+ * can wait `⌈held / floor⌉` calls (`queuedWorstMs`).
  */
 export interface DeliveryHold {
   service: string;
   downstreamTimeoutMs: number;
+  /** Retry-After pause before the start: work.pacing.maxPauseMs. */
+  pauseMs: number;
   /** Copy publish after the call: COPY_RETRY_MS + PUBLISH_TIMEOUT_MS. */
   copyPublishMs: number;
+  /** pause + downstream timeout + copy publish: the hold of the next delivery to start. */
   holdMs: number;
+  /** Deliveries the service's work consumers can hold: (lanes + 1 high lane) × prefetch. */
+  heldDeliveries: number;
+  /** The last of them at the pacing floor: pause + ⌈held / floor⌉ downstream timeouts + copy publish. */
+  queuedWorstMs: number;
 }
 
-export function deliveryHold(service: string, config: Pick<ServiceConfig, 'timeoutMs'>, publishTimeoutMs: number): DeliveryHold {
+type HoldConfig = Pick<ServiceConfig, 'timeoutMs'> & { work: Pick<ServiceConfig['work'], 'lanes' | 'prefetch'> & { pacing: Pick<ServiceConfig['work']['pacing'], 'floor' | 'maxPauseMs'> } };
+
+export function deliveryHold(service: string, config: HoldConfig, publishTimeoutMs: number): DeliveryHold {
   const copyPublishMs = COPY_RETRY_MS + publishTimeoutMs;
-  return { service, downstreamTimeoutMs: config.timeoutMs, copyPublishMs, holdMs: config.timeoutMs + copyPublishMs };
+  const pauseMs = config.work.pacing.maxPauseMs;
+  const heldDeliveries = (config.work.lanes + 1) * config.work.prefetch;
+  const waves = Math.ceil(heldDeliveries / config.work.pacing.floor);
+  return {
+    service,
+    downstreamTimeoutMs: config.timeoutMs,
+    pauseMs,
+    copyPublishMs,
+    holdMs: pauseMs + config.timeoutMs + copyPublishMs,
+    heldDeliveries,
+    queuedWorstMs: pauseMs + waves * config.timeoutMs + copyPublishMs,
+  };
 }
 
 /** The consumer timeout that applies to a service's queues, and where it was read. */
@@ -34,7 +59,10 @@ export interface ConsumerTimeout {
 export interface ConsumerTimeoutFinding extends DeliveryHold {
   consumerTimeoutMs: number;
   source: string;
+  /** On `holdMs`: refuse when it reaches the timeout, warn above half of it. */
   verdict: 'ok' | 'warn' | 'refuse';
+  /** On `queuedWorstMs`: warn when it reaches the timeout (a backlog behind a slow downstream at the pacing floor). */
+  queued: 'ok' | 'warn';
 }
 
 /**
@@ -44,12 +72,12 @@ export interface ConsumerTimeoutFinding extends DeliveryHold {
  */
 export function judgeConsumerTimeout(hold: DeliveryHold, timeout: ConsumerTimeout): ConsumerTimeoutFinding {
   const verdict = hold.holdMs >= timeout.ms ? 'refuse' : hold.holdMs > timeout.ms / 2 ? 'warn' : 'ok';
-  return { ...hold, consumerTimeoutMs: timeout.ms, source: timeout.source, verdict };
+  return { ...hold, consumerTimeoutMs: timeout.ms, source: timeout.source, verdict, queued: hold.queuedWorstMs >= timeout.ms ? 'warn' : 'ok' };
 }
 
-/** One line per finding: `echo: holds a delivery up to 40000 ms (downstream timeout 25000 + copy publish 15000) against consumer timeout 30000 ms (BROKER_CONSUMER_TIMEOUT_MS)`. */
+/** One line per finding: `echo: holds a delivery up to 85000 ms (Retry-After pause 60000 + downstream timeoutMs 10000 + copy publish 15000) against a consumer timeout of 1800000 ms (BROKER_CONSUMER_TIMEOUT_MS)`. */
 export function describeFinding(f: ConsumerTimeoutFinding): string {
-  return `${f.service}: holds a delivery up to ${f.holdMs} ms (downstream timeoutMs ${f.downstreamTimeoutMs} + copy publish ${f.copyPublishMs}) ` +
+  return `${f.service}: holds a delivery up to ${f.holdMs} ms (Retry-After pause ${f.pauseMs} + downstream timeoutMs ${f.downstreamTimeoutMs} + copy publish ${f.copyPublishMs}) ` +
     `against a consumer timeout of ${f.consumerTimeoutMs} ms (${f.source})`;
 }
 
@@ -59,7 +87,7 @@ export function assertConsumerTimeouts(findings: readonly ConsumerTimeoutFinding
   if (refused.length === 0) return;
   throw new GatewayError('GW_ERR_CONSUMER_TIMEOUT_UNSAFE',
     `${refused.map(describeFinding).join('; ')}. The broker would close the channel (406 PRECONDITION_FAILED) and redeliver its unacked deliveries; ` +
-    'lower the service\'s timeoutMs or raise the broker\'s consumer_timeout (and BROKER_CONSUMER_TIMEOUT_MS to match)');
+    'lower the service\'s timeoutMs or work.pacing.maxPauseMs, or raise the broker\'s consumer_timeout (and BROKER_CONSUMER_TIMEOUT_MS to match)');
 }
 
 /**
@@ -133,6 +161,11 @@ export async function checkConsumerTimeouts(opts: {
   opts.logger.info({ consumerTimeout: findings, broker: brokerNote }, `consumer timeout check: ${sources} used (${brokerNote})`);
   for (const f of findings.filter((x) => x.verdict === 'warn')) {
     opts.logger.warn({ consumerTimeout: f }, `consumer timeout: ${describeFinding(f)}, above half of it: a slow downstream leaves little margin before the broker closes the channel`);
+  }
+  for (const f of findings.filter((x) => x.verdict !== 'refuse' && x.queued === 'warn')) {
+    opts.logger.warn({ consumerTimeout: f }, `consumer timeout: ${f.service}: the last of ${f.heldDeliveries} held deliveries can wait up to ${f.queuedWorstMs} ms ` +
+      `at the pacing floor (every call taking timeoutMs ${f.downstreamTimeoutMs}), not less than the consumer timeout of ${f.consumerTimeoutMs} ms (${f.source}): ` +
+      'raise work.pacing.floor or lower work.prefetch, work.lanes or timeoutMs');
   }
   assertConsumerTimeouts(findings);
   return findings;

@@ -419,7 +419,7 @@ export class Dequeuer implements Lifecycle {
     this.#consumerTimeout = await checkConsumerTimeouts({
       services: this.config.services,
       consume: this.config.consume,
-      queues: (svc) => [names.rpcQueue(svc), names.workQueue(svc)],
+      queues: (svc) => [names.rpcQueue(svc), ...this.topology.lanes[svc]!.map((lane) => names.workQueue(svc, lane))],
       publishTimeoutMs: this.config.publishTimeoutMs,
       configuredMs: this.config.brokerConsumerTimeoutMs,
       rabbitmqUrl: this.config.rabbitmqUrl,

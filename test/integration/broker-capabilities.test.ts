@@ -64,7 +64,10 @@ describe('broker capability probe', () => {
     // The consumer-timeout check passed the defaults (10 s downstream timeout against 30 min); the
     // management API was read and showed no queue with its own timeout, so the configured one counted.
     const ct = (dq as { consumerTimeout?: unknown }).consumerTimeout;
-    expect(ct).toEqual([{ service: 'echo', downstreamTimeoutMs: 10_000, copyPublishMs: 15_000, holdMs: 25_000, consumerTimeoutMs: 1_800_000, source: 'BROKER_CONSUMER_TIMEOUT_MS', verdict: 'ok' }]);
+    expect(ct).toEqual([{
+      service: 'echo', pauseMs: 60_000, downstreamTimeoutMs: 10_000, copyPublishMs: 15_000, holdMs: 85_000, heldDeliveries: 100, queuedWorstMs: 1_075_000,
+      consumerTimeoutMs: 1_800_000, source: 'BROKER_CONSUMER_TIMEOUT_MS', verdict: 'ok', queued: 'ok',
+    }]);
     expect(stack.logs.lines.filter((l) => l.msg === 'consumer timeout check: BROKER_CONSUMER_TIMEOUT_MS used (no queue has its own consumer timeout (the node-wide one is not visible))')).toHaveLength(1);
     // The probe queues are gone again.
     const names = await managementGet<Array<{ name: string }>>(await testManagementUrl(), '/api/queues/%2F?columns=name');
@@ -100,13 +103,14 @@ describe('broker capability probe', () => {
   });
 
   it('a dequeuer whose service can hold a delivery past the consumer timeout refuses to start: GW_ERR_CONSUMER_TIMEOUT_UNSAFE, exit 78', async () => {
-    // timeoutMs 20 s + 10 s copy retry + 5 s publish timeout = 35 s against 30 s: refused. `echo`
-    // (10 s → 25 s) is above half: warned. Management API set: the queues' own values are looked for.
+    // 60 s Retry-After pause + timeoutMs 20 s + 10 s copy retry + 5 s publish timeout = 95 s against
+    // 90 s: refused. `echo` (10 s → 85 s) is above half, and its backlog at the pacing floor can
+    // outlast the timeout: two warnings. Management API set: the queues' own values are looked for.
     const prefix = uniquePrefix('consumer-timeout');
     const services = { services: { slow: { url: 'http://127.0.0.1:9', timeoutMs: 20_000 }, echo: { url: 'http://127.0.0.1:9' } } };
     const env = {
       PATH: process.env.PATH, RABBITMQ_URL: url, GW_PREFIX: prefix, SERVICES_JSON: JSON.stringify(services), PORT: '0', HOST: '127.0.0.1',
-      LOG_LEVEL: 'info', BROKER_CONSUMER_TIMEOUT_MS: '30000', RABBITMQ_MANAGEMENT_URL: await testManagementUrl(),
+      LOG_LEVEL: 'info', BROKER_CONSUMER_TIMEOUT_MS: '90000', RABBITMQ_MANAGEMENT_URL: await testManagementUrl(),
     };
     const t0 = Date.now();
     const child = spawn(process.execPath, ['dequeuer/main.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -124,15 +128,17 @@ describe('broker capability probe', () => {
       });
       expect(code).toBe(78);
       expect(Date.now() - t0).toBeLessThan(20_000);
-      expect(stderr).toContain('dequeuer: refusing to start: GW_ERR_CONSUMER_TIMEOUT_UNSAFE: slow: holds a delivery up to 35000 ms ' +
-        '(downstream timeoutMs 20000 + copy publish 15000) against a consumer timeout of 30000 ms (BROKER_CONSUMER_TIMEOUT_MS).');
+      expect(stderr).toContain('dequeuer: refusing to start: GW_ERR_CONSUMER_TIMEOUT_UNSAFE: slow: holds a delivery up to 95000 ms ' +
+        '(Retry-After pause 60000 + downstream timeoutMs 20000 + copy publish 15000) against a consumer timeout of 90000 ms (BROKER_CONSUMER_TIMEOUT_MS).');
       expect(stderr).not.toContain('echo:');
       const logs = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string });
       expect(logs.find((l) => l.msg.startsWith('consumer timeout check: '))?.msg)
         .toBe('consumer timeout check: BROKER_CONSUMER_TIMEOUT_MS used (no queue has its own consumer timeout (the node-wide one is not visible))');
       expect(logs.filter((l) => l.level === 'warn' && l.msg.startsWith('consumer timeout: ')).map((l) => l.msg)).toEqual([
-        'consumer timeout: echo: holds a delivery up to 25000 ms (downstream timeoutMs 10000 + copy publish 15000) against a consumer timeout of 30000 ms ' +
+        'consumer timeout: echo: holds a delivery up to 85000 ms (Retry-After pause 60000 + downstream timeoutMs 10000 + copy publish 15000) against a consumer timeout of 90000 ms ' +
         '(BROKER_CONSUMER_TIMEOUT_MS), above half of it: a slow downstream leaves little margin before the broker closes the channel',
+        'consumer timeout: echo: the last of 100 held deliveries can wait up to 1075000 ms at the pacing floor (every call taking timeoutMs 10000), not less than the consumer timeout ' +
+        'of 90000 ms (BROKER_CONSUMER_TIMEOUT_MS): raise work.pacing.floor or lower work.prefetch, work.lanes or timeoutMs',
       ]);
       // Nothing consumed: no consumer ever attached to the refused dequeuer's queues.
       const queues = await managementGet<Array<{ name: string; consumers?: number }>>(await testManagementUrl(), '/api/queues/%2F?columns=name,consumers');
