@@ -7,11 +7,7 @@ import type { Logger } from 'pino';
  */
 export type Disposition = 'ack' | 'reject' | 'requeue';
 
-/**
- * Handles one delivery. `live()` turns false once the delivering channel is gone (the broker has
- * requeued the delivery then): a handler that holds deliveries before running them skips those.
- */
-export type DeliveryHandler = (msg: ConsumeMessage, live: () => boolean) => Promise<Disposition>;
+export type DeliveryHandler = (msg: ConsumeMessage) => Promise<Disposition>;
 
 export interface QueueConsumerOptions {
   queue: string;
@@ -107,7 +103,7 @@ export class QueueConsumer {
     }
     this.#inflight++;
     void this.#options
-      .handler(msg, () => this.#channel === channel)
+      .handler(msg)
       .catch((err: unknown) => {
         this.#options.onHandlerError(err);
         return 'reject' as const;
