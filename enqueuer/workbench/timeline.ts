@@ -33,8 +33,15 @@ export const MAX_TRANSITIONS = 64;
 
 const fieldOf = (e: JobEvent): string => `${String(rankOf(e.state, e.attempt)).padStart(6, '0')}${e.replay ? `:r${e.at}` : ''}`;
 
+/**
+ * A job's transitions in the order they happened: by run (a replay starts a new one, at its time),
+ * then by rank. Not by `at` alone: `queued` is stamped by the enqueuer after the confirm and `running`
+ * by the dequeuer, on other clocks, and the dequeuer can start the job before the confirm returns.
+ */
 function ordered(events: JobEvent[]): JobEvent[] {
-  return events.sort((a, b) => a.at - b.at || rankOf(a.state, a.attempt) - rankOf(b.state, b.attempt)).slice(-MAX_TRANSITIONS);
+  const replays = events.filter((e) => e.replay).map((e) => e.at);
+  const run = (e: JobEvent): number => replays.filter((at) => at <= e.at).length;
+  return events.sort((a, b) => run(a) - run(b) || rankOf(a.state, a.attempt) - rankOf(b.state, b.attempt) || a.at - b.at).slice(-MAX_TRANSITIONS);
 }
 
 /** One replica's timelines, LRU-bounded by jobs (each replica hears every event; requests only the accepting one). */
