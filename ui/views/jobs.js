@@ -98,7 +98,9 @@ export async function enter({ main, setStatus, describe, listServices }) {
       tr.querySelector('[data-field="state"]').innerHTML = badge(e.state);
       tr.querySelector('[data-field="attempts"]').textContent = String(e.attempts);
       tr.querySelector('[data-field="updated"]').textContent = time(e.at);
-    } else if (matches(e) && (state === 'queued' || query.state)) {
+    } else if (matches(e)) {
+      // Any first transition adds the row, not only `queued`: the dequeuer's `running` can reach the
+      // stream before the enqueuer's `queued`, and the stream then skips the late `queued`.
       rows.querySelector('td.muted')?.parentElement.remove();
       rows.insertAdjacentHTML('afterbegin', row({ id: e.id, service: e.service, state: e.state, attempts: e.attempts, createdAt: e.at, updatedAt: e.at, requestId: e.requestId }));
       while (rows.children.length > PAGE) rows.lastElementChild.remove();
