@@ -15,7 +15,7 @@ import { cpus, loadavg, release, totalmem, type } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseServices } from '../shared/config/services.ts';
-import { buildTopology } from '../shared/topology/topology.ts';
+import { buildTopology, jobLane } from '../shared/topology/topology.ts';
 import { findBroker, redactUrl } from '../scripts/lib/find-broker.ts';
 import { runRawDrain } from './baselines/raw-drain.ts';
 import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
@@ -354,7 +354,7 @@ async function runAll(): Promise<void> {
     if (status !== 202) asyncReason = `the enqueuer answered ${status} (not 202) to Prefer: respond-async`;
     log(asyncReason ? `async jobs: ${asyncReason}` : 'async jobs: available');
   }
-  const workQueue = topology.names.workQueue('echo');
+  const workQueue = benchWorkQueue();
   const acceptLoad = (durationS: number): Promise<RunResult> =>
     httpLoad({ url: serviceUrl, connections: S.connections, durationS, headers: { ...jsonHeaders, prefer: 'respond-async' }, body: PAYLOAD_1KIB, expectStatus: 202 });
 
@@ -519,9 +519,14 @@ function brokerShare(r: ScenarioReport | undefined): string | undefined {
   return `broker CPU: ${Math.round(cpu.broker)} µs per operation = ${(cores * 100).toFixed(0)}% of a core at the median throughput, ${((cpu.broker / total) * 100).toFixed(0)}% of all measured CPU.`;
 }
 
+/** The work lane the bench's jobs go to: the lane of the development-mode tenant `default` (no API keys). */
+function benchWorkQueue(): string {
+  return topology.names.workQueue('echo', jobLane(topology, { service: 'echo', tenant: 'default' }));
+}
+
 /** Fills the work queue through the enqueuer (dequeuer stopped), then times one dequeuer draining it. */
 async function drainRun(count: number): Promise<RunResult> {
-  const queue = topology.names.workQueue('echo');
+  const queue = benchWorkQueue();
   await stopDequeuer(0);
   await purgeQueue(url, queue);
   const fill = await httpLoad({

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { brokerEnvShape, brokerSettings, envInt, parseEnv, type BrokerSettings } from '../shared/config/env.ts';
 import { deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
+import { loadTenantConcurrency } from '../shared/config/tenants.ts';
 
 export const dequeuerEnvShape = {
   ...brokerEnvShape,
@@ -20,8 +21,20 @@ export const dequeuerEnvShape = {
    * client already had a 503 is then skipped instead of reaching the downstream. @default true
    */
   SYNC_CHECK_REQUESTER: z.enum(['true', 'false']).default('true'),
+  /**
+   * The broker's consumer (ack) timeout (ms): `consumer_timeout` of the node (30 min by default from
+   * 3.8.15), the per-queue `x-consumer-timeout` / `consumer-timeout` policy when set (read from the
+   * management API when `RABBITMQ_MANAGEMENT_URL` is set, and then preferred). A service whose
+   * longest hold of a delivery reaches it is refused at start-up, above half of it is a warning.
+   * @default 1800000
+   */
+  BROKER_CONSUMER_TIMEOUT_MS: envInt(1000, 2_147_483_647, 1_800_000),
   /** Only consume these services (comma-separated); default all. */
   CONSUME_SERVICES: z.string().optional(),
+  /** A tenant holding more than this share of a service's job slots … @default 0.5 */
+  NOISY_TENANT_FRACTION: z.coerce.number().min(0).max(1).default(0.5),
+  /** … for this long is flagged noisy (`gw_tenant_noisy`) (ms). @default 30000 */
+  NOISY_TENANT_SUSTAIN_MS: envInt(0, 86_400_000, 30_000),
 };
 
 /** Everything the dequeuer reads, validated and frozen. */
@@ -36,6 +49,12 @@ export interface DequeuerConfig extends BrokerSettings {
   maxResultBytes: number;
   /** Skip sync requests whose requester is gone (SYNC_CHECK_REQUESTER). */
   checkRequester: boolean;
+  /** In-flight jobs per service allowed to a tenant (tenants file `maxConcurrency`), by tenant. */
+  tenantConcurrency: Readonly<Record<string, number>>;
+  noisyTenantFraction: number;
+  noisyTenantSustainMs: number;
+  /** The broker's consumer timeout as configured (BROKER_CONSUMER_TIMEOUT_MS). */
+  brokerConsumerTimeoutMs: number;
 }
 
 export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
@@ -54,5 +73,9 @@ export function loadDequeuerConfig(env: NodeJS.ProcessEnv): DequeuerConfig {
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     maxResultBytes: e.MAX_RESULT_BYTES,
     checkRequester: e.SYNC_CHECK_REQUESTER === 'true',
+    tenantConcurrency: loadTenantConcurrency(env),
+    noisyTenantFraction: e.NOISY_TENANT_FRACTION,
+    noisyTenantSustainMs: e.NOISY_TENANT_SUSTAIN_MS,
+    brokerConsumerTimeoutMs: e.BROKER_CONSUMER_TIMEOUT_MS,
   });
 }

@@ -1,13 +1,13 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { BrokerConnection } from '../shared/amqp/broker-connection.ts';
 import { ConfirmPublisher } from '../shared/amqp/confirm-publisher.ts';
 import { GatewayError } from '../shared/errors.ts';
 import { writeProblem } from '../shared/http-problem.ts';
-import { encodeReply, type ReplyEnvelope } from '../shared/envelope.ts';
+import { encodeReply, HEADER, type ReplyEnvelope } from '../shared/envelope.ts';
 import { BATCH_ROUTING_KEY, breakerEventRoutingKey, FIRST_AT_HEADER, encodeEvent, type BreakerEvent, eventIdSource } from '../shared/events.ts';
 import { EventBatcher } from '../shared/amqp/event-batcher.ts';
 import type { Lifecycle, State } from '../shared/lifecycle.ts';
@@ -17,9 +17,13 @@ import { buildTopology, type Topology } from '../shared/topology/topology.ts';
 import type { DequeuerConfig } from './config.ts';
 import { Downstream, type BreakerState } from './downstream.ts';
 import { createDequeuerMetrics, initDequeuerMetrics, type DequeuerMetrics } from './metrics.ts';
+import { TenantSlots } from './fairness/tenant-slots.ts';
+import { WorkScheduler } from './fairness/work-scheduler.ts';
+import { ServicePacing } from './pacing/service-pacing.ts';
 import { QueueConsumer } from './queue-consumer.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createWorkHandler } from './work-handler.ts';
+import { checkConsumerTimeouts, type ConsumerTimeoutFinding } from './consumer-timeout.ts';
 import { StreamReader } from '../shared/amqp/stream-reader.ts';
 import { CancellationSet, decodeCancellation } from '../shared/control/cancellation.ts';
 
@@ -32,6 +36,12 @@ const REQUESTER_CHECK_TRIES = 10;
 /** Gone reply-to addresses remembered (a few per enqueuer connection lost). */
 const GONE_REQUESTERS_MAX = 1024;
 
+/** The tenant a delivery belongs to, read before decoding (an undecodable one runs at once and is rejected). */
+function tenantHeader(msg: ConsumeMessage): string {
+  const t = msg.properties.headers?.[HEADER.tenant];
+  return t === undefined ? '' : String(t);
+}
+
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
 
 export interface DequeuerOptions {
@@ -39,7 +49,8 @@ export interface DequeuerOptions {
   registry?: Registry;
   /**
    * Called once when the broker cannot serve this gateway (`GW_ERR_BROKER_INCAPABLE`, e.g. no
-   * quorum queues): the connection stops retrying; main.ts exits with the error.
+   * quorum queues) or a service can outlast its consumer timeout (`GW_ERR_CONSUMER_TIMEOUT_UNSAFE`):
+   * the connection stops retrying; main.ts exits with the error.
    */
   onFatal?: (err: Error) => void;
 }
@@ -58,12 +69,15 @@ export class Dequeuer implements Lifecycle {
   #consumeConn: BrokerConnection;
   #publishConn: BrokerConnection;
   #probe: CapabilityProbe;
+  #consumerTimeout: ConsumerTimeoutFinding[] | undefined;
   #replyChannel: Channel | undefined;
   #publisher: ConfirmPublisher | undefined;
   #consumers: QueueConsumer[] = [];
-  /** Job consumers by service: paused while that service's breaker is open. */
-  #workConsumers = new Map<string, QueueConsumer>();
+  /** Per service: which delivered job runs next (lanes, priority, tenant caps, adaptive limit). */
+  readonly schedulers = new Map<string, WorkScheduler>();
+  readonly pacing = new Map<string, ServicePacing>();
   #consumerMeta = new Map<QueueConsumer, { service: string; kind: 'rpc' | 'work' }>();
+  #tenantSlots = new Map<string, { slots: TenantSlots; pacing: ServicePacing }>();
   #syncChain: Promise<void> = Promise.resolve();
   /** Job transitions on their way to the events stream, batched. */
   #outbox: EventBatcher;
@@ -85,6 +99,7 @@ export class Dequeuer implements Lifecycle {
     this.registry = options.registry ?? createRegistry({ app: 'dequeuer' });
     this.metrics = createDequeuerMetrics(this.registry);
     initDequeuerMetrics(this.metrics, config.consume);
+    this.metrics.tenantShares.source = () => this.#tenantShares();
     this.topology = buildTopology(config.services, { prefix: config.prefix, delayUnitMs: config.delayUnitMs, eventsMaxAge: config.eventsMaxAge, eventsMaxBytes: config.eventsMaxBytes });
     this.#outbox = new EventBatcher({
       publish: (body, _events, firstAt) => {
@@ -120,27 +135,7 @@ export class Dequeuer implements Lifecycle {
         });
       this.#consumers.push(rpc);
       this.#consumerMeta.set(rpc, { service, kind: 'rpc' });
-      const work = new QueueConsumer({
-        startPaused: true,
-        queue: this.topology.names.workQueue(service),
-        prefetch: config.services[service]!.work.prefetch,
-        logger,
-        onHandlerError: (err) => this.#onHandlerError(err),
-        handler: createWorkHandler({
-          downstream,
-          topology: this.topology,
-          publisher: () => this.#publisher,
-          publishEvent: (e) => this.#outbox.add(e),
-          metrics: this.metrics,
-          logger,
-          maxResultBytes: config.maxResultBytes,
-          onBreakerOpen: () => this.#syncConsumption(),
-          isCancelled: (tenant, jobId) => this.cancellations.has(tenant, jobId),
-        }),
-      });
-      this.#workConsumers.set(service, work);
-      this.#consumers.push(work);
-      this.#consumerMeta.set(work, { service, kind: 'work' });
+      this.#addWorkConsumers(service, downstream, logger);
     }
 
     this.#cancellationReader = new StreamReader({
@@ -184,6 +179,7 @@ export class Dequeuer implements Lifecycle {
       isFatal: isCapabilityError,
       setup: async (connection) => {
         await gate.check(connection);
+        await this.#checkConsumerTimeout();
         // Consumers attach paused: nothing is pulled while replies, events and retry copies
         // could not be published (that would answer nobody and lose retries).
         for (const c of this.#consumers) await c.attach(connection);
@@ -211,6 +207,79 @@ export class Dequeuer implements Lifecycle {
     return this.#state;
   }
 
+  /**
+   * One consumer per work lane, each with the service's prefetch, all handing their deliveries to
+   * the service's scheduler (docs/adr/1700-fair-lanes-priority-pacing.md).
+   */
+  #addWorkConsumers(service: string, downstream: Downstream, logger: Logger): void {
+    const cfg = this.config.services[service]!.work;
+    const limitGauge = this.metrics.concurrencyLimit.labels(service);
+    const pacing = new ServicePacing({
+      floor: cfg.pacing.floor,
+      ceiling: cfg.prefetch,
+      decrease: cfg.pacing.decrease,
+      maxPauseMs: cfg.pacing.maxPauseMs,
+      onLimit: (limit) => {
+        limitGauge.set(limit);
+        scheduler.pump();
+      },
+      onPause: (untilMs, retryAfterS) => {
+        this.metrics.pacingPauses.inc({ service });
+        logger.info({ retryAfterS, until: new Date(untilMs).toISOString() }, 'downstream asked to retry later: no job of the service starts until then');
+        scheduler.pauseUntil(untilMs);
+      },
+    });
+    limitGauge.set(pacing.limit);
+    const slots = new TenantSlots({
+      defaultCap: Math.max(1, Math.ceil(cfg.prefetch * cfg.tenantShare)),
+      caps: this.config.tenantConcurrency,
+      noisyFraction: this.config.noisyTenantFraction,
+      noisySustainMs: this.config.noisyTenantSustainMs,
+    });
+    const scheduler = new WorkScheduler({
+      lanes: this.topology.lanes[service]!,
+      normalMinShare: cfg.normalMinShare,
+      slots,
+      // Breaker open: nothing starts; half-open: one probe; closed: the adaptive limit.
+      limit: () => (downstream.state === 'open' ? 0 : downstream.state === 'half-open' ? 1 : pacing.limit),
+    });
+    this.schedulers.set(service, scheduler);
+    this.pacing.set(service, pacing);
+    this.#tenantSlots.set(service, { slots, pacing });
+    const handler = createWorkHandler({
+      downstream,
+      topology: this.topology,
+      publisher: () => this.#publisher,
+      publishEvent: (e) => this.#outbox.add(e),
+      metrics: this.metrics,
+      logger,
+      maxResultBytes: this.config.maxResultBytes,
+      onBreakerOpen: () => this.#syncConsumption(),
+      isCancelled: (tenant, jobId) => this.cancellations.has(tenant, jobId),
+      pacing,
+    });
+    for (const lane of this.topology.lanes[service]!) {
+      const work = new QueueConsumer({
+        startPaused: true,
+        queue: this.topology.names.workQueue(service, lane),
+        prefetch: cfg.prefetch,
+        logger,
+        onHandlerError: (err) => this.#onHandlerError(err),
+        // A job still waiting when its channel died was requeued by the broker: it does not run here.
+        handler: (msg, live) => scheduler.submit(lane, tenantHeader(msg), () => (live() ? handler(msg, lane) : Promise.resolve('requeue'))),
+      });
+      this.#consumers.push(work);
+      this.#consumerMeta.set(work, { service, kind: 'work' });
+    }
+  }
+
+  /** Every service's tenants with jobs running (the tenant gauges, read at scrape time). */
+  #tenantShares(): Array<{ service: string; tenant: string; inflight: number; share: number; noisy: boolean }> {
+    const out = [];
+    for (const [service, { slots, pacing }] of this.#tenantSlots) for (const t of slots.shares(pacing.limit)) out.push({ service, ...t });
+    return out;
+  }
+
   get port(): number {
     return (this.#server?.address() as AddressInfo | null)?.port ?? 0;
   }
@@ -229,6 +298,7 @@ export class Dequeuer implements Lifecycle {
     this.metrics.breakerTransitions.inc({ service, to: state });
     this.#logger.warn({ service, breaker: state, retryAfterS }, 'circuit breaker state changed');
     this.#syncConsumption();
+    this.schedulers.get(service)?.pump();
     const event: BreakerEvent = { v: 1, kind: 'breaker', service, state, retryAfterS, at: Date.now() };
     this.#publisher
       ?.publish(this.topology.names.eventsExchange, breakerEventRoutingKey(service), encodeEvent(event), { messageId: nextEventId(), contentType: 'application/json' }, 'event')
@@ -337,12 +407,33 @@ export class Dequeuer implements Lifecycle {
     }
   }
 
+  /** Each consumed service's longest delivery hold against the consumer timeout, once checked at the first connection. */
+  get consumerTimeout(): readonly ConsumerTimeoutFinding[] | undefined {
+    return this.#consumerTimeout;
+  }
+
+  /** Once per process; throws GW_ERR_CONSUMER_TIMEOUT_UNSAFE (fatal: the connection stops, main.ts exits 78). */
+  async #checkConsumerTimeout(): Promise<void> {
+    if (this.#consumerTimeout) return;
+    const names = this.topology.names;
+    this.#consumerTimeout = await checkConsumerTimeouts({
+      services: this.config.services,
+      consume: this.config.consume,
+      queues: (svc) => [names.rpcQueue(svc), ...this.topology.lanes[svc]!.map((lane) => names.workQueue(svc, lane))],
+      publishTimeoutMs: this.config.publishTimeoutMs,
+      configuredMs: this.config.brokerConsumerTimeoutMs,
+      rabbitmqUrl: this.config.rabbitmqUrl,
+      managementUrl: this.config.managementUrl,
+      logger: this.#logger,
+    });
+  }
+
   /** The broker as probed on the first consume connection (undefined before). */
   get brokerCapabilities(): BrokerCapabilities | undefined {
     return this.#probe.capabilities;
   }
 
-  readiness(): { ready: boolean; checks: Record<string, boolean | string>; broker?: BrokerCapabilities } {
+  readiness(): { ready: boolean; checks: Record<string, boolean | string>; broker?: BrokerCapabilities; consumerTimeout?: readonly ConsumerTimeoutFinding[] } {
     const consuming = this.#consumers.every((c) => c.consuming || c.paused);
     const checks: Record<string, boolean | string> = {
       state: this.#state,
@@ -351,7 +442,7 @@ export class Dequeuer implements Lifecycle {
       consumers: consuming,
     };
     const ready = this.#state === 'running' && this.#consumeConn.state === 'connected' && this.#publishConn.state === 'connected' && consuming;
-    return { ready, checks, ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}) };
+    return { ready, checks, ...(this.#probe.capabilities ? { broker: this.#probe.capabilities } : {}), ...(this.#consumerTimeout ? { consumerTimeout: this.#consumerTimeout } : {}) };
   }
 
   async start(): Promise<void> {
@@ -381,7 +472,7 @@ export class Dequeuer implements Lifecycle {
         const r = this.readiness();
         res.statusCode = r.ready ? 200 : 503;
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}) }));
+        res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', checks: r.checks, ...(r.broker ? { broker: r.broker } : {}), ...(r.consumerTimeout ? { consumerTimeout: r.consumerTimeout } : {}) }));
       } else if (url === '/metrics') {
         res.setHeader('content-type', this.registry.contentType);
         res.end(await this.registry.metrics());
@@ -410,6 +501,8 @@ export class Dequeuer implements Lifecycle {
     this.#setState('draining');
     this.#syncConsumption();
     await this.#syncChain;
+    // Jobs delivered but not started go back to their lanes now; only running ones are waited for.
+    for (const scheduler of this.schedulers.values()) scheduler.releaseWaiting('requeue');
     const drained = await Promise.all(this.#consumers.map((c) => c.idle(this.config.shutdownGraceMs)));
     if (drained.includes(false)) this.#logger.warn('shutdown grace over: unfinished deliveries go back to their queues');
     const errors: unknown[] = [];

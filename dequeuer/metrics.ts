@@ -19,6 +19,16 @@ export interface DequeuerMetrics extends CommonMetrics {
   breakerState: Gauge<'service'>;
   breakerTransitions: Counter<'service' | 'to'>;
   inflight: Gauge<'service' | 'kind'>;
+  /** The adaptive limit on in-flight job calls per service (docs/adr/1700). */
+  concurrencyLimit: Gauge<'service'>;
+  /** `Retry-After` pauses of a service's job consumption. */
+  pacingPauses: Counter<'service'>;
+  /** Jobs running per tenant, their share of the service's limit and the noisy flag; read at scrape time. */
+  tenantInflight: Gauge<'service' | 'tenant'>;
+  tenantShare: Gauge<'service' | 'tenant'>;
+  tenantNoisy: Gauge<'service' | 'tenant'>;
+  /** Set by the dequeuer: each service's tenants with jobs running (feeds the three tenant gauges). */
+  tenantShares: { source: (() => Array<{ service: string; tenant: string; inflight: number; share: number; noisy: boolean }>) | undefined };
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -34,7 +44,25 @@ export const DEQUEUER_PUBLISH_KINDS = ['retry', 'giveback', 'event'] as const;
 
 export function createDequeuerMetrics(registry: Registry): DequeuerMetrics {
   const registers = [registry];
+  const tenantShares: DequeuerMetrics['tenantShares'] = { source: undefined };
+  // The three tenant gauges are filled from one snapshot, taken by the first one collected.
+  let snapshot: ReturnType<NonNullable<typeof tenantShares.source>> = [];
+  const tenantGauge = (name: string, help: string, pick: (t: (typeof snapshot)[number]) => number, first: boolean): Gauge<'service' | 'tenant'> =>
+    new Gauge({
+      name, help, labelNames: ['service', 'tenant'], registers,
+      collect() {
+        if (first) snapshot = tenantShares.source?.() ?? [];
+        this.reset();
+        for (const t of snapshot) this.set({ service: t.service, tenant: t.tenant }, pick(t));
+      },
+    });
   return {
+    tenantShares,
+    concurrencyLimit: new Gauge({ name: 'gw_downstream_concurrency_limit', help: 'Adaptive (AIMD) limit on in-flight job calls to the downstream', labelNames: ['service'], registers }),
+    pacingPauses: new Counter({ name: 'gw_downstream_pauses_total', help: 'Pauses of a service\'s job starts asked by a downstream Retry-After', labelNames: ['service'], registers }),
+    tenantInflight: tenantGauge('gw_tenant_inflight', 'Jobs of a tenant running at the downstream (tenants with none are absent)', (t) => t.inflight, true),
+    tenantShare: tenantGauge('gw_tenant_slot_share', 'Share of the service\'s job slots (its current limit) a tenant holds', (t) => t.share, false),
+    tenantNoisy: tenantGauge('gw_tenant_noisy', '1 while a tenant has held more than NOISY_TENANT_FRACTION of the slots for NOISY_TENANT_SUSTAIN_MS', (t) => (t.noisy ? 1 : 0), false),
     ...createCommonMetrics(registry),
     consumed: new Counter({ name: 'gw_messages_consumed_total', help: 'Deliveries taken from work and rpc queues', labelNames: ['service', 'kind'], registers }),
     queueWait: new Histogram({ name: 'gw_queue_wait_seconds', help: 'Time from first publish (gw-enqueued-at) to the first delivery', labelNames: ['service', 'kind'], buckets: LATENCY_BUCKETS, registers }),
@@ -67,5 +95,7 @@ export function initDequeuerMetrics(m: DequeuerMetrics, services: readonly strin
   for (const c of [m.expired, m.requesterGone, m.handedBack, m.cancelledSkipped, m.attempts, m.retries, m.succeeded, m.dead]) initSeries(c, { service });
   initSeries(m.deadLetters, { service, reason: DEAD_LETTER_REASONS });
   initSeries(m.breakerState, { service });
+  initSeries(m.concurrencyLimit, { service });
+  initSeries(m.pacingPauses, { service });
   initSeries(m.breakerTransitions, { service, to: BREAKER_STATES });
 }

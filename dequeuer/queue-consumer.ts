@@ -7,7 +7,11 @@ import type { Logger } from 'pino';
  */
 export type Disposition = 'ack' | 'reject' | 'requeue';
 
-export type DeliveryHandler = (msg: ConsumeMessage) => Promise<Disposition>;
+/**
+ * Handles one delivery. `live()` turns false once the delivering channel is gone (the broker has
+ * requeued the delivery then): a handler that holds deliveries before running them skips those.
+ */
+export type DeliveryHandler = (msg: ConsumeMessage, live: () => boolean) => Promise<Disposition>;
 
 export interface QueueConsumerOptions {
   queue: string;
@@ -103,7 +107,7 @@ export class QueueConsumer {
     }
     this.#inflight++;
     void this.#options
-      .handler(msg)
+      .handler(msg, () => this.#channel === channel)
       .catch((err: unknown) => {
         this.#options.onHandlerError(err);
         return 'reject' as const;

@@ -6,11 +6,13 @@ import { toJobResult, type JobError, type JobEvent } from '../shared/events.ts';
 import { fullJitterDelayMs } from '../shared/backoff.ts';
 import { FAILURE_CODE } from '../shared/errors.ts';
 import { delayTarget, maxDelayMs } from '../shared/topology/delay.ts';
+import type { Lane } from '../shared/topology/names.ts';
 import type { Topology } from '../shared/topology/topology.ts';
 import { endHop, SpanKind, startHop, traceIdOf } from '../shared/tracing.ts';
 import { decide, parseRetryAfterS, type AttemptOutcome } from './classify.ts';
 import { DownstreamError, type Downstream, type DownstreamResponse } from './downstream.ts';
 import type { DequeuerMetrics } from './metrics.ts';
+import type { ServicePacing } from './pacing/service-pacing.ts';
 import type { Disposition } from './queue-consumer.ts';
 import { outcomeLabel } from './rpc-handler.ts';
 
@@ -27,11 +29,13 @@ export interface WorkHandlerDeps {
   maxResultBytes: number;
   /** The breaker refused a call: pause this service's job consumption. */
   onBreakerOpen: () => void;
+  /** The service's adaptive limit: told every attempt's outcome. */
+  pacing?: ServicePacing;
   /**
    * How long a delivery is held while a copy cannot be confirmed (publish connection down, broker
    * alarm) before it goes back to the queue. Holding beats an instant requeue: on ≤ 4.2 every requeue
    * bumps `x-delivery-count`, so a requeue loop would dead-letter good jobs through the delivery limit.
-   * @default 10000
+   * @default COPY_RETRY_MS
    */
   copyRetryMs?: number;
   /** Whether an operator cancelled the job (the cancellation stream, read by every replica): it is acked, never called. */
@@ -59,11 +63,17 @@ export function attemptOf(env: RequestEnvelope, msg: ConsumeMessage): number {
 }
 
 /**
+ * How long a delivery is held by default while its retry copy or give-back cannot be confirmed
+ * (part of the longest hold the consumer-timeout check adds up, dequeuer/consumer-timeout.ts).
+ */
+export const COPY_RETRY_MS = 10_000;
+
+/**
  * Handles one async job delivery. Every path ends in ack (done, or a confirmed retry copy / give-back
  * replaced it), reject (→ the work queue's DLX → DLQ, `x-death` reason `rejected`) or requeue (only
  * when no copy could be confirmed, so nothing is lost).
  */
-export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) => Promise<Disposition> {
+export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage, lane?: Lane) => Promise<Disposition> {
   const { downstream, topology, metrics, logger } = deps;
   const service = downstream.service;
   const policy = downstream.config.retry;
@@ -85,14 +95,14 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
   const breakerOpen = (): boolean => downstream.state === 'open';
 
   const maxDelay = maxDelayMs(topology);
-  const copyRetryMs = deps.copyRetryMs ?? 10_000;
+  const copyRetryMs = deps.copyRetryMs ?? COPY_RETRY_MS;
 
   /**
    * Publishes a copy (retry or give-back) through the delay levels and resolves true once the broker
    * confirmed it; retries with backoff for up to `copyRetryMs` while holding the delivery.
    */
-  const republish = async (copy: RequestEnvelope, ids: JobLogIds, delayMs: number, kind: 'retry' | 'giveback'): Promise<boolean> => {
-    const { exchange, routingKey } = delayTarget(topology, service, Math.min(delayMs, maxDelay));
+  const republish = async (copy: RequestEnvelope, ids: JobLogIds, delayMs: number, kind: 'retry' | 'giveback', lane: Lane): Promise<boolean> => {
+    const { exchange, routingKey } = delayTarget(topology, service, Math.min(delayMs, maxDelay), lane);
     const giveUpAt = Date.now() + copyRetryMs;
     for (let attempt = 0; ; attempt++) {
       const publisher = deps.publisher();
@@ -113,15 +123,16 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
 
   /**
    * The breaker refused the call: not an attempt. The job goes back as a fresh copy at the tail of
-   * the work queue (no delivery count churns) carrying the attempts already spent, crashes included.
+   * its lane (no delivery count churns) carrying the attempts already spent, crashes included.
    */
-  const giveBack = async (env: RequestEnvelope, ids: JobLogIds, attempt: number): Promise<Disposition> => {
+  const giveBack = async (env: RequestEnvelope, ids: JobLogIds, attempt: number, lane: Lane): Promise<Disposition> => {
     metrics.downstreamRequests.inc({ service, outcome: 'breaker_open' });
     deps.onBreakerOpen();
-    return (await republish({ ...env, attempt }, ids, 0, 'giveback')) ? 'ack' : 'requeue';
+    return (await republish({ ...env, attempt }, ids, 0, 'giveback', lane)) ? 'ack' : 'requeue';
   };
 
-  return async (msg) => {
+  // Copies go back to the lane the job came from (its tenant's, or high).
+  return async (msg, lane = 0) => {
     consumed.inc();
     let env: RequestEnvelope;
     try {
@@ -148,14 +159,14 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     const ids: JobLogIds = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt, traceId: consume.traceId };
     let disposition: Disposition = 'reject';
     try {
-      disposition = await attemptJob(env, ids, attempt, consume.traceparent);
+      disposition = await attemptJob(env, ids, attempt, consume.traceparent, lane);
       return disposition;
     } finally {
       endHop(consume, disposition === 'reject' ? 'dead-lettered' : undefined);
     }
   };
 
-  async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string): Promise<Disposition> {
+  async function attemptJob(env: RequestEnvelope, ids: JobLogIds, attempt: number, parent: string, lane: Lane): Promise<Disposition> {
     if (deps.isCancelled?.(env.tenant, env.jobId)) {
       // Recorded `cancelled` by the enqueuer already; said again for a replica that missed it.
       emit(env, ids, { state: 'cancelled', attempt });
@@ -163,12 +174,14 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       logger.info(ids, 'job cancelled by an operator: acked without calling the downstream');
       return 'ack';
     }
-    if (downstream.state === 'open') return giveBack(env, ids, attempt);
+    if (downstream.state === 'open') return giveBack(env, ids, attempt, lane);
     const probe = downstream.state === 'half-open';
     metrics.attempts.inc({ service });
     emit(env, ids, { state: 'running', attempt });
     inflight.inc();
     const started = process.hrtime.bigint();
+    const startedAt = Date.now();
+    const paced = deps.pacing?.begin();
     const call = startHop(callSpan.name, SpanKind.CLIENT, parent, callSpan.attributes);
     let outcome: AttemptOutcome;
     let response: DownstreamResponse | undefined;
@@ -181,7 +194,10 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
     } catch (err) {
       const de = err instanceof DownstreamError ? err : new DownstreamError('network', String(err), { cause: err });
       endHop(call, de.kind);
-      if (de.kind === 'breaker_open') return giveBack(env, ids, attempt);
+      if (de.kind === 'breaker_open') {
+        deps.pacing?.end(paced);
+        return giveBack(env, ids, attempt, lane);
+      }
       response = de.response;
       outcome = response ? { kind: 'response', status: response.status, ...retryAfter(response) } : { kind: 'failure', failure: de.kind === 'timeout' ? 'timeout' : de.kind === 'bad_response' ? 'bad_response' : 'network' };
       error = { code: FAILURE_CODE[de.kind], message: de.message, ...(response ? { status: response.status } : {}) };
@@ -191,6 +207,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
       duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }
 
+    deps.pacing?.record(outcome, startedAt, paced);
     const decision = decide(outcome, attempt, policy, Math.random, { probe, openAfter: breakerOpen() });
     const result = response ? toJobResult(response, deps.maxResultBytes) : undefined;
     if (!error && outcome.kind === 'response' && decision.action !== 'succeed') {
@@ -202,7 +219,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
         metrics.handedBack.inc({ service });
         logger.info({ ...ids, probe, error: error?.message }, 'downstream down (breaker open): job handed back, no attempt spent');
         deps.onBreakerOpen();
-        return (await republish({ ...env, attempt }, ids, 0, 'giveback')) ? 'ack' : 'requeue';
+        return (await republish({ ...env, attempt }, ids, 0, 'giveback', lane)) ? 'ack' : 'requeue';
       case 'succeed':
         emit(env, ids, { state: 'succeeded', attempt, ...(result ? { result } : {}) });
         metrics.succeeded.inc({ service });
@@ -214,7 +231,7 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage) 
         // publish fails the job is requeued and runs again under this attempt; the store keeps the
         // later of the two states.
         emit(env, ids, { state: 'retrying', attempt, nextAttemptAt: Date.now() + decision.delayMs, ...(error ? { error } : {}), ...(result ? { result } : {}) });
-        if (!(await republish(copy, ids, decision.delayMs, 'retry'))) return 'requeue';
+        if (!(await republish(copy, ids, decision.delayMs, 'retry', lane))) return 'requeue';
         metrics.retries.inc({ service });
         logger.info({ ...ids, delayMs: decision.delayMs, error: error?.message, ...bodyField(response) }, 'attempt failed; retry scheduled');
         return 'ack';

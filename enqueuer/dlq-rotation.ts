@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import { GatewayError } from '../shared/errors.ts';
-import type { Topology } from '../shared/topology/topology.ts';
+import { HEADER } from '../shared/envelope.ts';
+import type { Lane } from '../shared/topology/names.ts';
+import { jobLane, type Topology } from '../shared/topology/topology.ts';
 import { copyOptions, ROTATION_HEADER } from './dlq-entry.ts';
 
 /** What a visit decides for one message of the rotation. */
@@ -142,13 +144,20 @@ export class Rotation {
     );
   }
 
+  /** A replayed job goes back to its own lane (tenant, priority) of `service`, as the enqueuer published it. */
+  #replayLane(msg: ConsumeMessage, service: string): Lane {
+    const h = msg.properties.headers ?? {};
+    const tenant = h[HEADER.tenant] === undefined ? '' : String(h[HEADER.tenant]);
+    return jobLane(this.#topology, { service, tenant, priority: String(h[HEADER.priority]) === 'high' ? 'high' : undefined });
+  }
+
   #publishCopy(msg: ConsumeMessage, action: Exclude<Visit, 'discard'>): Promise<void> {
     const [exchange, key, options]: [string, string, Options.Publish] = action === 'keep'
       ? // Through the DLX with the rotation key (bound to this DLQ only, so the enqueuers' events
         // queues do not hear it), not the default exchange: the enqueuer's broker user may write
         // to gw.dlx but not to every queue by name.
         [this.#topology.names.deadLetterExchange, this.#topology.names.dlqRotationRoutingKey(this.#service), copyOptions(msg, { rotate: this.#id })]
-      : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(action.replay.service ?? this.#service), copyOptions(msg, action)];
+      : [this.#topology.names.workExchange, this.#topology.names.workRoutingKey(action.replay.service ?? this.#service, this.#replayLane(msg, action.replay.service ?? this.#service)), copyOptions(msg, action)];
     return new Promise<void>((resolve, reject) => {
       try {
         this.#pub.publish(exchange, key, msg.content, options, (err: unknown) => {

@@ -30,6 +30,7 @@ export const HEADER = {
   errorCode: 'gw-error-code',
   errorDetail: 'gw-error-detail',
   retryAfterS: 'gw-retry-after-s',
+  priority: 'gw-priority',
 } as const;
 
 /** `sync`: a caller waits on direct reply-to. `async`: a persistent job. */
@@ -59,6 +60,8 @@ export interface RequestEnvelope {
   lastError?: string;
   traceparent?: string;
   tracestate?: string;
+  /** `high` for a job sent with `Gw-Priority: high` (absent = normal). */
+  priority?: 'high';
   body: Buffer;
 }
 
@@ -99,6 +102,7 @@ export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; e
   if (env.lastError !== undefined) headers[HEADER.lastError] = env.lastError.slice(0, 512);
   if (env.traceparent) headers[HEADER.traceparent] = env.traceparent;
   if (env.tracestate) headers[HEADER.tracestate] = env.tracestate;
+  if (env.priority === 'high') headers[HEADER.priority] = 'high';
   const options: PublishOptions = sync
     ? { messageId: env.jobId, timestamp: Math.floor(env.enqueuedAt / 1000), persistent: false, headers }
     : {
@@ -154,6 +158,7 @@ export function decodeRequest(msg: Message): RequestEnvelope {
   if (typeof h[HEADER.lastError] === 'string') env.lastError = h[HEADER.lastError] as string;
   if (typeof h[HEADER.traceparent] === 'string') env.traceparent = h[HEADER.traceparent] as string;
   if (typeof h[HEADER.tracestate] === 'string') env.tracestate = h[HEADER.tracestate] as string;
+  if (h[HEADER.priority] === 'high' || (Buffer.isBuffer(h[HEADER.priority]) && String(h[HEADER.priority]) === 'high')) env.priority = 'high';
   return env;
 }
 

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { BrokerSettings } from './config/env.ts';
+import { isGatewayError } from './errors.ts';
 import { createLogger } from './logger.ts';
 import { startTracing } from './otel.ts';
 
@@ -66,8 +67,9 @@ export interface MainService extends Lifecycle {
  * The whole of a service's `main.ts`, the only code that reads process.env, installs signal handlers
  * and exits: loads the config (exit 2 on an invalid one), creates the logger, starts span export
  * (only with OTEL_EXPORTER_OTLP_ENDPOINT; the SDK is loaded only then), creates and starts the
- * service. A broker that lacks what the topology needs (GW_ERR_BROKER_INCAPABLE) is not retried: exit
- * 78 (EX_CONFIG) with the reason, so an orchestrator shows it instead of a pod that never gets ready.
+ * service. A broker that lacks what the topology needs (GW_ERR_BROKER_INCAPABLE), or a dequeuer whose
+ * services can outlast the broker's consumer timeout (GW_ERR_CONSUMER_TIMEOUT_UNSAFE), is not retried:
+ * exit 78 (EX_CONFIG) with the code and the reason, so an orchestrator shows it instead of a pod that never gets ready.
  */
 export async function runMain<C extends BrokerSettings, S extends MainService>(opts: {
   app: string;
@@ -86,7 +88,7 @@ export async function runMain<C extends BrokerSettings, S extends MainService>(o
   const service: S = opts.create(config, {
     logger,
     onFatal: (err) => {
-      process.stderr.write(`${opts.app}: refusing to start: ${err.message}\n`);
+      process.stderr.write(`${opts.app}: refusing to start: ${isGatewayError(err) ? `${err.code}: ` : ''}${err.message}\n`);
       void service.stop().finally(() => process.exit(78));
     },
   });

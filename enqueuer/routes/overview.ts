@@ -28,7 +28,8 @@ export function overviewRouter(deps: OverviewRouteDeps): Router {
     const services = Object.keys(deps.config.services).filter((s) => deps.guard.mayUse(req.principal, s)).sort();
     const out = await Promise.all(services.map(async (service) => {
       const [work, rpc, dlq, delayed] = await Promise.all([
-        workbench.depths.depth(topology.names.workQueue(service)),
+        // Every lane of the service (docs/fairness.md): its jobs are spread over them by tenant.
+        workbench.depths.depthOf(topology.lanes[service]!.map((lane) => topology.names.workQueue(service, lane))),
         workbench.depths.depth(topology.names.rpcQueue(service)),
         workbench.depths.depth(topology.names.deadLetterQueue(service)),
         deps.delayed.count(service),

@@ -8,6 +8,7 @@ import { JobSchema, sendAccepted, sendJobReply, sendReply } from '../http/views.
 import { assertAmqpContentType, forwardedTarget, pickHeaders, validTraceparent, validTracestate } from '../http/forward.ts';
 import { parseDelay } from '../http/delay.ts';
 import { parsePrefer } from '../http/prefer.ts';
+import { parsePriority } from '../http/priority.ts';
 import { maxDelayMs } from '../../shared/topology/delay.ts';
 import type { Topology } from '../../shared/topology/topology.ts';
 import { readRawBody } from '../http/raw-body.ts';
@@ -59,6 +60,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const async = prefer.respondAsync;
     const delayMs = parseDelay(req.headers, Date.now(), maxDelay);
     if (delayMs !== undefined && !async) throw new GatewayError('GW_ERR_DELAY_INVALID', 'a delay applies to async jobs only (send Prefer: respond-async)');
+    const priority = parsePriority(req.headers, req.principal, async ? 'async' : 'sync');
     const idempotencyKey = parseIdempotencyKey(req.headers['idempotency-key']);
     // Everything that becomes part of the AMQP message is validated before the key is claimed.
     const forwarded = pickHeaders(req.headers, svc.forwardRequestHeaders);
@@ -77,7 +79,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     const traceparent = validTraceparent(req.headers.traceparent);
     const request: SubmitRequest = {
       service, svc, method: req.method, path, query, headers: forwarded, body, tenant, requestId: req.id,
-      waitMs, delayMs: delayMs ?? 0, idempotencyKey,
+      waitMs, delayMs: delayMs ?? 0, priority, idempotencyKey,
       traceparent, tracestate: traceparent ? validTracestate(req.headers.tracestate) : undefined,
       client: res, jobId: undefined, job: undefined,
     };
@@ -116,6 +118,7 @@ const servicesRequest = {
     'idempotency-key': z.string().optional().describe('a quoted string; a repeat gets the original answer'),
     'gw-delay-ms': z.string().optional().describe('async only: run no earlier than this many ms from now'),
     'gw-not-before': z.string().optional().describe('async only: run no earlier than this instant (RFC 3339 or HTTP-date)'),
+    'gw-priority': z.enum(['normal', 'high']).optional().describe('async only: `high` starts before queued normal jobs of the service (keys with `maxPriority: high`; docs/fairness.md)'),
     'x-request-id': z.string().optional(),
     traceparent: z.string().optional(),
   }),

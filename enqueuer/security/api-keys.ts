@@ -17,6 +17,8 @@ const limitsSchema = z.strictObject({
   clientBurst: z.number().int().min(1).optional(),
   /** Sync requests of the tenant waiting for a reply at once (per replica). */
   maxInflight: z.number().int().min(1).optional(),
+  /** Jobs of the tenant in flight per service per dequeuer (read by the dequeuer, shared/config/tenants.ts). */
+  maxConcurrency: z.number().int().min(1).max(100_000).optional(),
 });
 
 /** Limits for one tenant; unset fields take the environment's defaults. */
@@ -33,6 +35,8 @@ export const keysFileSchema = z.strictObject({
       tenant: z.string().regex(TENANT_PATTERN),
       /** Services this key may call; omitted = all. */
       services: z.array(z.string().regex(SERVICE_NAME_PATTERN)).optional(),
+      /** Highest `Gw-Priority` this key may send. @default normal */
+      maxPriority: z.enum(['normal', 'high']).default('normal'),
     }),
   ),
   tenants: z.record(z.string().regex(TENANT_PATTERN), limitsSchema).default({}),
@@ -47,6 +51,8 @@ export interface Principal {
   keyId: string;
   /** Services the key may call; undefined = all. */
   services: ReadonlySet<string> | undefined;
+  /** Highest `Gw-Priority` the key may send (keys file `maxPriority`). */
+  maxPriority: 'normal' | 'high';
 }
 
 /** sha256 hex of a key, as stored in the keys file. */
@@ -116,7 +122,7 @@ export class ApiKeyAuthenticator {
   constructor(file: KeysFile) {
     this.#keys = file.keys.map((k) => ({
       digest: Buffer.from(k.sha256, 'hex'),
-      principal: Object.freeze({ tenant: k.tenant, keyId: k.id, services: k.services ? new Set(k.services) : undefined }),
+      principal: Object.freeze({ tenant: k.tenant, keyId: k.id, services: k.services ? new Set(k.services) : undefined, maxPriority: k.maxPriority }),
     }));
   }
 

@@ -6,7 +6,7 @@ import { limitMember, policyMember } from './rate-limit-headers.ts';
 import { MemoryBucketStore, type BucketPolicy, type BucketStore } from './token-bucket.ts';
 
 /** The principal of every request in development mode (`AUTH_MODE=none`). */
-export const DEV_PRINCIPAL: Principal = Object.freeze({ tenant: 'default', keyId: 'dev', services: undefined });
+export const DEV_PRINCIPAL: Principal = Object.freeze({ tenant: 'default', keyId: 'dev', services: undefined, maxPriority: 'high' });
 
 /** Rate-limit response headers to set (also on a 429). */
 export interface RateLimitHeaders {

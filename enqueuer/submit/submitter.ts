@@ -5,7 +5,7 @@ import { encodeRequest, type Mode, type ReplyEnvelope, type RequestEnvelope } fr
 import { GatewayError } from '../../shared/errors.ts';
 import type { JobEvent } from '../../shared/events.ts';
 import { delayTarget } from '../../shared/topology/delay.ts';
-import type { Topology } from '../../shared/topology/topology.ts';
+import { jobLane, type Topology } from '../../shared/topology/topology.ts';
 import { endHop, SpanKind, startHop, type TraceHop } from '../../shared/tracing.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import type { BreakerBoard } from '../events/breaker-board.ts';
@@ -159,6 +159,7 @@ export class Submitter {
       tenant: r.tenant,
       attempt: 1,
       enqueuedAt: now,
+      ...(r.priority === 'high' ? { priority: 'high' as const } : {}),
       body: r.body,
     };
     if (mode === 'sync') env.deadline = now + r.waitMs!;
@@ -228,8 +229,8 @@ export class Submitter {
   async #acceptJob(r: SubmitRequest, env: RequestEnvelope, fingerprint: string): Promise<Accepted> {
     const { topology, replies, stores, metrics, config, logger, admission } = this.#o;
     const log = { jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, service: env.service };
-    // A delayed job enters through the delay levels and reaches the work queue when due.
-    const target = delayTarget(topology, env.service, r.delayMs);
+    // A delayed job enters through the delay levels and reaches its lane (tenant, priority) when due.
+    const target = delayTarget(topology, env.service, r.delayMs, jobLane(topology, env));
     if (target.units > 0) {
       // The delay levels are shared by every service and have no x-max-length: the bound is here.
       const work = r.svc.work;

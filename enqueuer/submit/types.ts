@@ -1,4 +1,5 @@
 import type { ServiceConfig } from '../../shared/config/services.ts';
+import type { Priority } from '../../shared/topology/lanes.ts';
 import type { JobRecord } from '../jobs/job-record.ts';
 
 /** The client's side of a request: a wait for an answer ends when it closes (an Express `Response` is one). */
@@ -38,6 +39,8 @@ export interface SubmitRequest {
   waitMs: number | undefined;
   /** Async: run no earlier than this many ms from now (0 = at once). */
   delayMs: number;
+  /** Async: `high` goes to the service's high lane (docs/fairness.md). */
+  priority: Priority;
   idempotencyKey: string | undefined;
   /** The client's valid trace context, continued by the publish span. */
   traceparent: string | undefined;

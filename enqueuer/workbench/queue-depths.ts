@@ -36,6 +36,15 @@ export class QueueDepths {
     return depth;
   }
 
+  /**
+   * Several queues read as one (a service's work lanes): ready messages summed, consumers the fewest
+   * any of them has (every dequeuer consumes every lane, so fewer on one lane is the one to see).
+   */
+  async depthOf(queues: readonly string[]): Promise<QueueDepth> {
+    const depths = await Promise.all(queues.map((q) => this.depth(q)));
+    return { ready: depths.reduce((n, d) => n + d.ready, 0), consumers: Math.min(...depths.map((d) => d.consumers)) };
+  }
+
   async #check(queue: string): Promise<QueueDepth> {
     const channel = await this.#open();
     try {

@@ -159,16 +159,21 @@ async function declareProbe(conn: ChannelModel, name: string, type: 'quorum' | '
   }
 }
 
-/** GET /api/feature-flags → the relevant flags' states. */
-async function readFeatureFlags(managementUrl: string, timeoutMs: number): Promise<Record<string, string>> {
+/** A GET on the management API (`path` relative to its base, e.g. `api/feature-flags`) with the URL's credentials; the parsed JSON. */
+export async function managementJson<T>(managementUrl: string, path: string, timeoutMs: number): Promise<T> {
   const base = new URL(managementUrl);
   const auth = `Basic ${Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')}`;
   base.username = '';
   base.password = '';
-  const url = new URL('api/feature-flags', base.href.endsWith('/') ? base.href : `${base.href}/`);
+  const url = new URL(path, base.href.endsWith('/') ? base.href : `${base.href}/`);
   const res = await fetch(url, { headers: { authorization: auth }, signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`management API ${url.origin}${url.pathname} answered ${res.status}`);
-  const flags = (await res.json()) as Array<{ name: string; state: string }>;
+  return (await res.json()) as T;
+}
+
+/** GET /api/feature-flags → the relevant flags' states. */
+async function readFeatureFlags(managementUrl: string, timeoutMs: number): Promise<Record<string, string>> {
+  const flags = await managementJson<Array<{ name: string; state: string }>>(managementUrl, 'api/feature-flags', timeoutMs);
   const relevant: readonly string[] = RELEVANT_FEATURE_FLAGS;
   return Object.fromEntries(flags.filter((f) => relevant.includes(f.name)).map((f) => [f.name, f.state]));
 }
@@ -221,9 +226,12 @@ export class CapabilityProbe {
   }
 }
 
-/** For {@link BrokerConnectionOptions.isFatal}: the refusal retrying cannot fix. */
+/**
+ * For {@link BrokerConnectionOptions.isFatal}: the refusals retrying cannot fix (a broker without a
+ * queue type the topology needs; a dequeuer whose services outlast the consumer timeout).
+ */
 export function isCapabilityError(err: unknown): boolean {
-  return err instanceof GatewayError && err.code === 'GW_ERR_BROKER_INCAPABLE';
+  return err instanceof GatewayError && (err.code === 'GW_ERR_BROKER_INCAPABLE' || err.code === 'GW_ERR_CONSUMER_TIMEOUT_UNSAFE');
 }
 
 /**

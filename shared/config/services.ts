@@ -33,7 +33,7 @@ export const DEFAULT_FORWARD_RESPONSE_HEADERS = Object.freeze([
 export const NEVER_FORWARDED_HEADERS: ReadonlySet<string> = new Set([
   'host', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade',
   'content-length', 'content-encoding', 'authorization', 'cookie', 'set-cookie', 'idempotency-key',
-  'traceparent', 'tracestate', 'prefer', 'x-request-id', 'cc', 'bcc', 'user-id', 'gw-delay-ms', 'gw-not-before',
+  'traceparent', 'tracestate', 'prefer', 'x-request-id', 'cc', 'bcc', 'user-id', 'gw-delay-ms', 'gw-not-before', 'gw-priority',
 ]);
 
 const headerList = z
@@ -80,6 +80,32 @@ export const serviceSchema = z
         delayedMaxLength: z.number().int().positive().optional(),
         /** Quorum-queue delivery limit: crash-loop safety net (not the retry policy). @default 10 */
         deliveryLimit: z.number().int().min(1).max(1000).default(10),
+        /**
+         * Normal-priority lanes: each a work queue; a job's lane is derived from its tenant, and the
+         * dequeuer serves the lanes round-robin (docs/adr/1700-fair-lanes-priority-pacing.md). @default 4
+         */
+        lanes: z.number().int().min(1).max(32).default(4),
+        /**
+         * Share of job starts kept for normal jobs while high-priority ones wait (0 to 0.5): 0.1 = at
+         * least one normal start after every 9 high ones. @default 0.1
+         */
+        normalMinShare: z.number().min(0.01).max(0.5).default(0.1),
+        /**
+         * In-flight jobs of one tenant per dequeuer, as a share of `prefetch`, for tenants the
+         * tenants file gives no `maxConcurrency`. @default 0.8
+         */
+        tenantShare: z.number().min(0.05).max(1).default(0.8),
+        /** Adaptive (AIMD) limit on in-flight downstream calls of this service's jobs. */
+        pacing: z
+          .strictObject({
+            /** Lowest limit; the highest is `prefetch`. @default 1 */
+            floor: z.number().int().min(1).max(2000).default(1),
+            /** Factor the limit is multiplied by on 429, 503, a timeout or a connection error. @default 0.9 */
+            decrease: z.number().min(0.1).max(0.99).default(0.9),
+            /** Longest pause a downstream's `Retry-After` can impose on the whole service (ms). @default 60000 */
+            maxPauseMs: z.number().int().min(0).max(3_600_000).default(60_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     /** Dead-letter queue bound. @default 100000 */

@@ -27,7 +27,7 @@ export interface Permission {
  *   binds it to the dead-letter exchange), the DLQs (DLQ browse/replay API) and the `<p>.audit` stream
  *   (the audit trail); publish cancellations and audit entries to `<p>.control`. It configures
  *   nothing: it can neither consume a work or rpc queue nor declare, bind or delete any object.
- * - dequeuer: consume the rpc and work queues and read the `<p>.cancellations` stream; publish replies (default exchange, checked as
+ * - dequeuer: consume the rpc and work queues (every lane: `<p>.<svc>.work[.<n>|.high]`) and read the `<p>.cancellations` stream; publish replies (default exchange, checked as
  *   `amq.default`), retry copies (`<p>.work`, `<p>.delay.Lnn`) and events; configure nothing.
  * - admin: everything (imports definitions, runs the services with TOPOLOGY_MODE=assert if wanted).
  * - monitor: nothing on the vhost; the `monitoring` tag gives read-only management/metrics access.
@@ -46,7 +46,7 @@ export function brokerPermissions(prefix = 'gw'): Permission[] {
       user: BROKER_USERS.dequeuer,
       configure: '^$',
       write: `^(amq\\.default|${p}\\.work|${p}\\.events|${p}\\.delay\\.L\\d\\d)$`,
-      read: `^(${p}\\.${svc}\\.(rpc|work)|${p}\\.cancellations)$`,
+      read: `^(${p}\\.${svc}\\.(rpc|work|work\\.(\\d{1,2}|high))|${p}\\.cancellations)$`,
     },
     { user: BROKER_USERS.admin, configure: '.*', write: '.*', read: '.*' },
     { user: BROKER_USERS.monitoring, configure: '^$', write: '^$', read: '^$' },

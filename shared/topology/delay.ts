@@ -1,7 +1,7 @@
-import { DELAY_LEVELS } from './names.ts';
+import { DELAY_LEVELS, type Lane } from './names.ts';
 import { delayRoutingKey, MAX_DELAY_UNITS, type Topology } from './topology.ts';
 
-/** Where to publish a job so that it reaches `<prefix>.<service>.work` after a delay. */
+/** Where to publish a job so that it reaches a work lane of `<prefix>.<service>.work` after a delay. */
 export interface DelayTarget {
   readonly exchange: string;
   readonly routingKey: string;
@@ -17,16 +17,16 @@ export function maxDelayMs(topology: Pick<Topology, 'delayUnitMs'>): number {
 }
 
 /**
- * Exchange and routing key that deliver a job to `service`'s work queue after `delayMs`, rounded
+ * Exchange and routing key that deliver a job to `service`'s work lane (default lane 0) after `delayMs`, rounded
  * *up* to the delay unit so a job never runs early. 0 (or less) → the work exchange itself.
  * Every hop goes through the highest level's exchange: levels whose bit is 0 pass it on at once.
  * @throws RangeError when the delay exceeds {@link maxDelayMs} (callers clamp or answer 400).
  */
-export function delayTarget(topology: Pick<Topology, 'names' | 'delayUnitMs'>, service: string, delayMs: number): DelayTarget {
+export function delayTarget(topology: Pick<Topology, 'names' | 'delayUnitMs'>, service: string, delayMs: number, lane: Lane = 0): DelayTarget {
   if (!Number.isFinite(delayMs)) throw new RangeError(`delay ${delayMs} is not a finite number`);
   const units = Math.max(0, Math.ceil(delayMs / topology.delayUnitMs));
   if (units > MAX_DELAY_UNITS) throw new RangeError(`delay ${delayMs} ms exceeds the maximum of ${maxDelayMs(topology)} ms`);
   const n = topology.names;
-  if (units === 0) return { exchange: n.workExchange, routingKey: n.workRoutingKey(service), delayMs: 0, units };
-  return { exchange: n.delayLevel(DELAY_LEVELS - 1), routingKey: delayRoutingKey(units, service), delayMs: units * topology.delayUnitMs, units };
+  if (units === 0) return { exchange: n.workExchange, routingKey: n.workRoutingKey(service, lane), delayMs: 0, units };
+  return { exchange: n.delayLevel(DELAY_LEVELS - 1), routingKey: delayRoutingKey(units, service, lane), delayMs: units * topology.delayUnitMs, units };
 }

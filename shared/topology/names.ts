@@ -9,6 +9,18 @@ export const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** Number of binary delay levels: level n holds a message 2^n delay units. */
 export const DELAY_LEVELS = 25;
 
+/**
+ * A work lane of a service: a normal lane's index (0 … lanes−1) or the high-priority lane. Lane 0
+ * keeps the service's original queue name and routing key, so jobs queued before lanes existed
+ * are still consumed.
+ */
+export type Lane = number | 'high';
+
+/** The word a lane adds to its queue name and routing key ('' for lane 0). */
+export function laneSuffix(lane: Lane): string {
+  return lane === 0 ? '' : `.${lane}`;
+}
+
 export interface Names {
   readonly prefix: string;
   /** Direct exchange for requests and jobs. */
@@ -28,10 +40,12 @@ export interface Names {
   /** Topic exchange at the end of the delay levels; routes `#.work.<svc>` back to work queues. */
   readonly delayDeliverExchange: string;
   rpcQueue(service: string): string;
-  workQueue(service: string): string;
+  /** A work lane's queue (lane 0 by default: `<prefix>.<svc>.work`). */
+  workQueue(service: string, lane?: Lane): string;
   deadLetterQueue(service: string): string;
   rpcRoutingKey(service: string): string;
-  workRoutingKey(service: string): string;
+  /** A work lane's routing key on the work exchange (lane 0 by default: `work.<svc>`). */
+  workRoutingKey(service: string, lane?: Lane): string;
   /**
    * Key a DLQ rotation puts its copies back with: bound only to the DLQ, so the enqueuers' events
    * queues (bound to the dead-letter exchange by service name, for real deaths) never see them.
@@ -63,10 +77,10 @@ export function names(prefix = 'gw'): Names {
     unroutableQueue: `${prefix}.unroutable`,
     delayDeliverExchange: `${prefix}.delay.deliver`,
     rpcQueue: (service: string) => `${prefix}.${service}.rpc`,
-    workQueue: (service: string) => `${prefix}.${service}.work`,
+    workQueue: (service: string, lane: Lane = 0) => `${prefix}.${service}.work${laneSuffix(lane)}`,
     deadLetterQueue: (service: string) => `${prefix}.${service}.dlq`,
     rpcRoutingKey: (service: string) => `rpc.${service}`,
-    workRoutingKey: (service: string) => `work.${service}`,
+    workRoutingKey: (service: string, lane: Lane = 0) => `work.${service}${laneSuffix(lane)}`,
     dlqRotationRoutingKey: (service: string) => `rotate.${service}`,
     delayLevel: (level: number) => `${prefix}.delay.L${pad(level)}`,
     controlExchange: `${prefix}.control`,

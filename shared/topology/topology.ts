@@ -1,5 +1,6 @@
 import type { Services } from '../config/services.ts';
-import { DELAY_LEVELS, names, type Names } from './names.ts';
+import { laneFor, serviceLanes, type Priority } from './lanes.ts';
+import { DELAY_LEVELS, laneSuffix, names, type Lane, type Names } from './names.ts';
 
 export type ExchangeType = 'direct' | 'topic' | 'fanout';
 
@@ -27,6 +28,8 @@ export interface Topology {
   /** Unit of the binary delay levels (ms): level n holds a message 2^n units. */
   readonly delayUnitMs: number;
   readonly services: readonly string[];
+  /** Every work lane of each service (normal lanes in order, then `high`). */
+  readonly lanes: Readonly<Record<string, readonly Lane[]>>;
   readonly exchanges: readonly ExchangeSpec[];
   readonly queues: readonly QueueSpec[];
   readonly bindings: readonly BindingSpec[];
@@ -62,12 +65,12 @@ export function eventsStreamArguments(maxAge: string, maxBytes: number): Record<
 
 /**
  * Routing key that carries a delay of `units` through the binary levels: one word per level,
- * highest level first, then `work.<service>`.
+ * highest level first, then the lane's work routing key (`work.<service>[.<lane>]`).
  */
-export function delayRoutingKey(units: number, service: string): string {
+export function delayRoutingKey(units: number, service: string, lane: Lane = 0): string {
   const bits: string[] = [];
   for (let level = DELAY_LEVELS - 1; level >= 0; level--) bits.push(Math.floor(units / 2 ** level) % 2 === 1 ? '1' : '0');
-  return `${bits.join('.')}.work.${service}`;
+  return `${bits.join('.')}.work.${service}${laneSuffix(lane)}`;
 }
 
 /** Retention of the operator-action streams: cancellations outlive the longest delay (2^25 units of 100 ms ≈ 39 days). */
@@ -142,15 +145,19 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
   );
 
   const serviceNames = Object.keys(services).sort();
+  const lanes: Record<string, readonly Lane[]> = {};
   for (const svc of serviceNames) {
     const cfg = services[svc]!;
-    queues.push(
-      {
-        name: n.rpcQueue(svc),
-        arguments: { 'x-queue-type': 'classic', 'x-max-length': cfg.rpc.maxLength, 'x-overflow': 'reject-publish' },
-      },
-      {
-        name: n.workQueue(svc),
+    lanes[svc] = Object.freeze(serviceLanes(cfg.work.lanes));
+    queues.push({
+      name: n.rpcQueue(svc),
+      arguments: { 'x-queue-type': 'classic', 'x-max-length': cfg.rpc.maxLength, 'x-overflow': 'reject-publish' },
+    });
+    bindings.push({ source: n.workExchange, destination: n.rpcQueue(svc), destinationType: 'queue', routingKey: n.rpcRoutingKey(svc) });
+    // Every lane is a work queue with the same arguments: one DLQ, one delivery limit, one bound each.
+    for (const lane of lanes[svc]!) {
+      queues.push({
+        name: n.workQueue(svc, lane),
         arguments: {
           'x-queue-type': 'quorum',
           'x-max-length': cfg.work.maxLength,
@@ -160,29 +167,30 @@ export function buildTopology(services: Services, options: TopologyOptions = {})
           'x-dead-letter-strategy': 'at-least-once',
           'x-delivery-limit': cfg.work.deliveryLimit,
         },
+      });
+      bindings.push(
+        { source: n.workExchange, destination: n.workQueue(svc, lane), destinationType: 'queue', routingKey: n.workRoutingKey(svc, lane) },
+        { source: n.delayDeliverExchange, destination: n.workQueue(svc, lane), destinationType: 'queue', routingKey: `#.${n.workRoutingKey(svc, lane)}` },
+      );
+    }
+    queues.push({
+      name: n.deadLetterQueue(svc),
+      arguments: {
+        'x-queue-type': 'quorum',
+        'x-max-length': cfg.dlqMaxLength,
+        'x-overflow': 'reject-publish',
+        'x-single-active-consumer': true,
       },
-      {
-        name: n.deadLetterQueue(svc),
-        arguments: {
-          'x-queue-type': 'quorum',
-          'x-max-length': cfg.dlqMaxLength,
-          'x-overflow': 'reject-publish',
-          'x-single-active-consumer': true,
-        },
-      },
-    );
+    });
     bindings.push(
-      { source: n.workExchange, destination: n.rpcQueue(svc), destinationType: 'queue', routingKey: n.rpcRoutingKey(svc) },
-      { source: n.workExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: n.workRoutingKey(svc) },
       { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: svc },
       { source: n.deadLetterExchange, destination: n.deadLetterQueue(svc), destinationType: 'queue', routingKey: n.dlqRotationRoutingKey(svc) },
       // Jobs the broker dead-letters by the delivery limit reach the replicas through the stream.
       { source: n.deadLetterExchange, destination: n.eventsStream, destinationType: 'queue', routingKey: svc },
-      { source: n.delayDeliverExchange, destination: n.workQueue(svc), destinationType: 'queue', routingKey: `#.work.${svc}` },
     );
   }
 
-  return deepFreezeTopology({ names: n, delayUnitMs, services: serviceNames, exchanges, queues, bindings });
+  return deepFreezeTopology({ names: n, delayUnitMs, services: serviceNames, lanes: Object.freeze(lanes), exchanges, queues, bindings });
 }
 
 function deepFreezeTopology(t: Topology): Topology {
@@ -192,4 +200,13 @@ function deepFreezeTopology(t: Topology): Topology {
   Object.freeze(t.bindings);
   Object.freeze(t.services);
   return Object.freeze(t);
+}
+
+/**
+ * The lane of a job of `service` (see {@link laneFor}): the enqueuer publishes it there and a DLQ
+ * replay puts it back there. A service the topology does not know gets lane 0.
+ */
+export function jobLane(topology: Pick<Topology, 'lanes'>, job: { service: string; tenant: string; priority?: Priority | undefined }): Lane {
+  const lanes = topology.lanes[job.service];
+  return lanes ? laneFor(job.tenant, job.priority, lanes.length - 1) : 0;
 }

@@ -1,5 +1,6 @@
 import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { jobLane } from '../../shared/topology/topology.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
@@ -74,7 +75,8 @@ describe('accept flood: async jobs beyond the work queue bound', () => {
     const queued = await (async () => {
       try {
         const ch = await conn.createChannel();
-        return (await ch.checkQueue(stack.topology.names.workQueue('echo'))).messageCount;
+        // Every job of the flood is tenant `default`'s: they all sit in that tenant's lane.
+        return (await ch.checkQueue(stack.topology.names.workQueue('echo', jobLane(stack.topology, { service: 'echo', tenant: 'default' })))).messageCount;
       } finally {
         await conn.close();
       }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { PrivateNode } from '../../scripts/lib/rabbit-node.ts';
+import { jobLane } from '../../shared/topology/topology.ts';
 import { conservation, runAcceptLoad } from '../support/accept-load.ts';
 import { quorumLeader, startCluster } from '../support/cluster.ts';
 import { Stack } from '../support/stack.ts';
@@ -33,7 +34,8 @@ describe('cluster: the quorum leader node is killed while async jobs flow', () =
   });
 
   it('loses no accepted job when the leader node dies, refuses only with fast 503s, the services carry on through the other nodes and the node rejoins', async () => {
-    const workQueue = stack.topology.names.workQueue('echo');
+    // The lane the load's jobs go to (tenant `default`, development mode).
+    const workQueue = stack.topology.names.workQueue('echo', jobLane(stack.topology, { service: 'echo', tenant: 'default' }));
     const members = await nodes[0]!.rabbitmqctl(['list_queues', 'name', 'members', '--quiet', '--no-table-headers']);
     const line = members.split('\n').find((l) => l.startsWith(`${workQueue}\t`)) ?? '';
     for (const n of nodes) expect(line).toContain(n.nodeName); // 3 members: the queue survives one node

@@ -59,12 +59,16 @@ describe('broker resources: DLQ full, memory and disk alarms, consumer timeout (
     const n = stack.topology.names;
     const first = await Promise.all(Array.from({ length: 300 }, () => client.send('/status/500', { async: true, service: 'dlqfull' })));
     expect(first.every((a) => a.status === 202)).toBe(true);
-    // Messages of a queue, ready or not: dead letters the DLQ refused stay in the work queue, counted there.
-    const total = async (queue: string): Promise<number> => {
-      const line = (await node.rabbitmqctl(['list_queues', '--quiet', '--no-table-headers', 'name', 'messages'])).split('\n').find((l) => l.split('\t')[0] === queue);
-      return Number(line?.split('\t')[1] ?? 0);
+    // Messages of each queue, ready or not: dead letters the DLQ refused stay in the work queue, counted there.
+    const counts = async (): Promise<Map<string, number>> => new Map((await node.rabbitmqctl(['list_queues', '--quiet', '--no-table-headers', 'name', 'messages']))
+      .split('\n').map((l) => l.split('\t')).map(([name, messages]) => [name ?? '', Number(messages ?? 0)] as const));
+    // The service's work is split into lanes (issue 17): its jobs wait in whichever lane their tenant hashes to.
+    const workLanes = (stack.topology.lanes.dlqfull ?? [0]).map((lane) => n.workQueue('dlqfull', lane));
+    const sum = async (): Promise<{ dlq: number; work: number }> => {
+      const c = await counts();
+      return { dlq: c.get(n.deadLetterQueue('dlqfull')) ?? 0, work: workLanes.reduce((t, q) => t + (c.get(q) ?? 0), 0) };
     };
-    const sum = async (): Promise<{ dlq: number; work: number }> => ({ dlq: await total(n.deadLetterQueue('dlqfull')), work: await total(n.workQueue('dlqfull')) });
+    const workAll = async (): Promise<number> => (await sum()).work;
     const held = await until(async () => { const q = await sum(); return q.dlq + q.work === 300 && q.dlq >= 100 && q; }, 30_000, 'every job dead-lettered or waiting to be');
     await sleep(2000);
     const settled = await sum();
@@ -102,7 +106,7 @@ describe('broker resources: DLQ full, memory and disk alarms, consumer timeout (
     expect(refused[0]!.retryAfter).toBeTruthy();
     expect(client.accepted.filter((id) => !seen.has(id))).toEqual([]);
     // list_queues' counts lag the queue by a stats interval.
-    expect(await until(async () => (await total(n.workQueue('dlqfull'))) === 0, 20_000, 'the work queue empty')).toBe(true);
+    expect(await until(async () => (await workAll()) === 0, 20_000, 'the work queues empty')).toBe(true);
   });
 
   it(`F7: memory alarm then disk alarm, ${ALARM_S} s each, mid-run: blocked and not ready within 1 s, new requests 503 within 2 s, 0 202s lost, ≤ W unconfirmed publishes held, dequeuers keep processing, serving ≤ 2 s after each clears`, async () => {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { assertCapabilities, parseVersion, requiredQueueTypes, type BrokerCapabilities } from '../../shared/amqp/capabilities.ts';
@@ -5,7 +6,9 @@ import { isGatewayError } from '../../shared/errors.ts';
 import { managementGet } from '../../scripts/lib/management.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { testManagementUrl } from '../support/management.ts';
-import { Stack } from '../support/stack.ts';
+import { parseServices } from '../../shared/config/services.ts';
+import { buildTopology } from '../../shared/topology/topology.ts';
+import { deleteTopology, Stack } from '../support/stack.ts';
 
 /** The broker capability probe each service runs once at start-up, on the test broker. */
 describe('broker capability probe', () => {
@@ -58,6 +61,14 @@ describe('broker capability probe', () => {
     expectedFields(stack.dequeuer!.brokerCapabilities);
     const dq = (await (await fetch(`http://127.0.0.1:${stack.dequeuer!.port}/readyz`)).json()) as { broker?: BrokerCapabilities };
     expect(dq.broker).toEqual(stack.dequeuer!.brokerCapabilities);
+    // The consumer-timeout check passed the defaults (10 s downstream timeout against 30 min); the
+    // management API was read and showed no queue with its own timeout, so the configured one counted.
+    const ct = (dq as { consumerTimeout?: unknown }).consumerTimeout;
+    expect(ct).toEqual([{
+      service: 'echo', pauseMs: 60_000, downstreamTimeoutMs: 10_000, copyPublishMs: 15_000, holdMs: 85_000, heldDeliveries: 100, queuedWorstMs: 1_075_000,
+      consumerTimeoutMs: 1_800_000, source: 'BROKER_CONSUMER_TIMEOUT_MS', verdict: 'ok', queued: 'ok',
+    }]);
+    expect(stack.logs.lines.filter((l) => l.msg === 'consumer timeout check: BROKER_CONSUMER_TIMEOUT_MS used (no queue has its own consumer timeout (the node-wide one is not visible))')).toHaveLength(1);
     // The probe queues are gone again.
     const names = await managementGet<Array<{ name: string }>>(await testManagementUrl(), '/api/queues/%2F?columns=name');
     expect(names.filter((q) => q.name.startsWith(`${stack.topology.names.prefix}.probe.`))).toEqual([]);
@@ -89,5 +100,52 @@ describe('broker capability probe', () => {
     // What the broker has is not refused; a broker without streams is (the events stream needs them).
     expect(() => assertCapabilities(caps, required)).not.toThrow();
     expect(() => assertCapabilities({ ...caps, queueTypes: { ...caps.queueTypes, stream: false } }, required)).toThrow(/lacks stream queues/);
+  });
+
+  it('a dequeuer whose service can hold a delivery past the consumer timeout refuses to start: GW_ERR_CONSUMER_TIMEOUT_UNSAFE, exit 78', async () => {
+    // 60 s Retry-After pause + timeoutMs 20 s + 10 s copy retry + 5 s publish timeout = 95 s against
+    // 90 s: refused. `echo` (10 s → 85 s) is above half, and its backlog at the pacing floor can
+    // outlast the timeout: two warnings. Management API set: the queues' own values are looked for.
+    const prefix = uniquePrefix('consumer-timeout');
+    const services = { services: { slow: { url: 'http://127.0.0.1:9', timeoutMs: 20_000 }, echo: { url: 'http://127.0.0.1:9' } } };
+    const env = {
+      PATH: process.env.PATH, RABBITMQ_URL: url, GW_PREFIX: prefix, SERVICES_JSON: JSON.stringify(services), PORT: '0', HOST: '127.0.0.1',
+      LOG_LEVEL: 'info', BROKER_CONSUMER_TIMEOUT_MS: '90000', RABBITMQ_MANAGEMENT_URL: await testManagementUrl(),
+    };
+    const t0 = Date.now();
+    const child = spawn(process.execPath, ['dequeuer/main.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    try {
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`dequeuer still running after 20 s:\n${stdout}\n${stderr}`)), 20_000);
+        child.once('exit', (c) => {
+          clearTimeout(timer);
+          resolve(c);
+        });
+      });
+      expect(code).toBe(78);
+      expect(Date.now() - t0).toBeLessThan(20_000);
+      expect(stderr).toContain('dequeuer: refusing to start: GW_ERR_CONSUMER_TIMEOUT_UNSAFE: slow: holds a delivery up to 95000 ms ' +
+        '(Retry-After pause 60000 + downstream timeoutMs 20000 + copy publish 15000) against a consumer timeout of 90000 ms (BROKER_CONSUMER_TIMEOUT_MS).');
+      expect(stderr).not.toContain('echo:');
+      const logs = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: string; msg: string });
+      expect(logs.find((l) => l.msg.startsWith('consumer timeout check: '))?.msg)
+        .toBe('consumer timeout check: BROKER_CONSUMER_TIMEOUT_MS used (no queue has its own consumer timeout (the node-wide one is not visible))');
+      expect(logs.filter((l) => l.level === 'warn' && l.msg.startsWith('consumer timeout: ')).map((l) => l.msg)).toEqual([
+        'consumer timeout: echo: holds a delivery up to 85000 ms (Retry-After pause 60000 + downstream timeoutMs 10000 + copy publish 15000) against a consumer timeout of 90000 ms ' +
+        '(BROKER_CONSUMER_TIMEOUT_MS), above half of it: a slow downstream leaves little margin before the broker closes the channel',
+        'consumer timeout: echo: the last of 100 held deliveries can wait up to 1075000 ms at the pacing floor (every call taking timeoutMs 10000), not less than the consumer timeout ' +
+        'of 90000 ms (BROKER_CONSUMER_TIMEOUT_MS): raise work.pacing.floor or lower work.prefetch, work.lanes or timeoutMs',
+      ]);
+      // Nothing consumed: no consumer ever attached to the refused dequeuer's queues.
+      const queues = await managementGet<Array<{ name: string; consumers?: number }>>(await testManagementUrl(), '/api/queues/%2F?columns=name,consumers');
+      expect(queues.filter((q) => q.name.startsWith(`${prefix}.`) && (q.consumers ?? 0) > 0)).toEqual([]);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await deleteTopology(url, buildTopology(parseServices(services, 'test'), { prefix }));
+    }
   });
 });

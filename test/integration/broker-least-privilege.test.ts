@@ -66,6 +66,8 @@ describe('RabbitMQ least privilege (private node with the generated definitions)
 
   it('refuses the enqueuer user to consume or delete work queues, declare queues, publish elsewhere or set user-id (real 403/406 channel errors)', async () => {
     expect(await channelError(enq, (ch) => ch.consume('gw.echo.work', () => undefined))).toBe(403);
+    expect(await channelError(enq, (ch) => ch.consume('gw.echo.work.1', () => undefined))).toBe(403);
+    expect(await channelError(enq, (ch) => ch.consume('gw.echo.work.high', () => undefined))).toBe(403);
     expect(await channelError(enq, (ch) => ch.consume('gw.echo.rpc', () => undefined))).toBe(403);
     expect(await channelError(enq, (ch) => ch.deleteQueue('gw.echo.work'))).toBe(403);
     expect(await channelError(enq, (ch) => ch.purgeQueue('gw.echo.rpc'))).toBe(403);
@@ -85,7 +87,9 @@ describe('RabbitMQ least privilege (private node with the generated definitions)
   });
 
   it('lets the dequeuer user consume its queues and nothing else, and refuses logins without a password', async () => {
-    expect(await channelError(deq, (ch) => ch.consume('gw.echo.work', () => undefined).then((c) => ch.cancel(c.consumerTag)))).toBe(0);
+    for (const lane of ['gw.echo.work', 'gw.echo.work.1', 'gw.echo.work.3', 'gw.echo.work.high']) {
+      expect(await channelError(deq, (ch) => ch.consume(lane, () => undefined).then((c) => ch.cancel(c.consumerTag))), lane).toBe(0);
+    }
     expect(await channelError(deq, (ch) => ch.consume('gw.echo.dlq', () => undefined))).toBe(403);
     expect(await channelError(deq, (ch) => ch.deleteQueue('gw.echo.dlq'))).toBe(403);
     expect(await channelError(deq, async (ch) => ch.publish('gw.dlx', 'echo', Buffer.from('x')))).toBe(403);

@@ -29,7 +29,7 @@ describe('the topology through the management HTTP API', () => {
 
   beforeAll(async () => {
     mgmt = await testManagementUrl();
-    const services = parseServices({ services: { echo: { url: 'http://127.0.0.1:1' }, 'pdf-render': { url: 'http://127.0.0.1:1', work: { deliveryLimit: 3 } } } }, 'test');
+    const services = parseServices({ services: { echo: { url: 'http://127.0.0.1:1' }, 'pdf-render': { url: 'http://127.0.0.1:1', work: { deliveryLimit: 3, lanes: 2 } } } }, 'test');
     topology = buildTopology(services, { prefix: uniquePrefix('mgmt api') });
     defs = toDefinitions(topology);
     conn = await connect(url);
@@ -44,7 +44,9 @@ describe('the topology through the management HTTP API', () => {
   });
 
   it('shows every queue of the definitions with its type, durability and exact arguments', async () => {
-    expect(defs.queues.length).toBeGreaterThan(25);
+    // 25 delay levels + unroutable + the events, cancellations and audit streams, and per service an
+    // rpc queue, its lanes (4 + high, 2 + high) and a DLQ.
+    expect(defs.queues.length).toBe(29 + (1 + 5 + 1) + (1 + 3 + 1));
     for (const q of defs.queues) {
       const seen = await managementGet<MgmtQueue>(mgmt, `/api/queues/${enc('/')}/${enc(q.name)}`);
       expect({ name: seen.name, durable: seen.durable, auto_delete: seen.auto_delete, arguments: seen.arguments }, q.name)
@@ -53,10 +55,11 @@ describe('the topology through the management HTTP API', () => {
     }
   });
 
-  it('shows each work queue dead-lettering into its DLQ through the DLX, with its delivery limit', async () => {
+  it('shows every work lane (normal ones and high) dead-lettering into its service\'s one DLQ through the DLX, with its delivery limit', async () => {
     const n = topology.names;
-    for (const [svc, limit] of [['echo', undefined], ['pdf-render', 3]] as const) {
-      const work = await managementGet<MgmtQueue>(mgmt, `/api/queues/${enc('/')}/${enc(n.workQueue(svc))}`);
+    expect(topology.lanes).toEqual({ echo: [0, 1, 2, 3, 'high'], 'pdf-render': [0, 1, 'high'] });
+    for (const [svc, limit] of [['echo', undefined], ['pdf-render', 3]] as const) for (const lane of topology.lanes[svc]!) {
+      const work = await managementGet<MgmtQueue>(mgmt, `/api/queues/${enc('/')}/${enc(n.workQueue(svc, lane))}`);
       expect(work.type).toBe('quorum');
       expect(work.arguments).toMatchObject({
         'x-dead-letter-exchange': n.deadLetterExchange,
@@ -64,7 +67,11 @@ describe('the topology through the management HTTP API', () => {
         'x-dead-letter-strategy': 'at-least-once',
         'x-overflow': 'reject-publish',
       });
-      expect(work.arguments['x-delivery-limit']).toBe(defs.queues.find((q) => q.name === n.workQueue(svc))!.arguments['x-delivery-limit']);
+      expect(work.arguments['x-delivery-limit']).toBe(defs.queues.find((q) => q.name === n.workQueue(svc, lane))!.arguments['x-delivery-limit']);
+      // Reached from the work exchange by the lane's key, and from the end of the delay levels.
+      const toLane = await managementGet<MgmtBinding[]>(mgmt, `/api/queues/${enc('/')}/${enc(n.workQueue(svc, lane))}/bindings`);
+      expect(toLane.filter((b) => b.source !== '').map((b) => `${b.source} ${b.routing_key}`).sort())
+        .toEqual([`${n.delayDeliverExchange} #.${n.workRoutingKey(svc, lane)}`, `${n.workExchange} ${n.workRoutingKey(svc, lane)}`].sort());
       if (limit !== undefined) expect(work.arguments['x-delivery-limit']).toBe(limit);
       const dlx = await managementGet<MgmtExchange>(mgmt, `/api/exchanges/${enc('/')}/${enc(n.deadLetterExchange)}`);
       expect(dlx).toMatchObject({ type: 'direct', durable: true, arguments: { 'alternate-exchange': n.unroutableExchange } });

@@ -5,6 +5,7 @@ import { dequeuerEnvShape } from '../../dequeuer/config.ts';
 import { enqueuerEnvShape } from '../../enqueuer/config.ts';
 import { KEYS_ENV_KEYS } from '../../enqueuer/security/api-keys.ts';
 import { SERVICES_ENV_KEYS } from '../../shared/config/services.ts';
+import { TENANTS_ENV_KEYS } from '../../shared/config/tenants.ts';
 
 /** The rows of docs/configuration.md's table: variable, service (both/enqueuer/dequeuer), default cell. */
 function documentedRows(): { name: string; service: string; defaultCell: string }[] {
@@ -33,7 +34,7 @@ function schemaVars(): { name: string; service: 'enqueuer' | 'dequeuer'; fallbac
     for (const name of extra) out.push({ name, service, fallback: undefined });
   };
   add('enqueuer', enqueuerEnvShape, [...SERVICES_ENV_KEYS, ...KEYS_ENV_KEYS]);
-  add('dequeuer', dequeuerEnvShape, SERVICES_ENV_KEYS);
+  add('dequeuer', dequeuerEnvShape, [...SERVICES_ENV_KEYS, ...TENANTS_ENV_KEYS]);
   return out;
 }
 
