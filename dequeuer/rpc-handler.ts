@@ -102,23 +102,28 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     const now = Date.now();
     wait.observe(Math.max(0, now - env.enqueuedAt) / 1000);
     const remainingMs = (env.deadline ?? now + downstream.config.timeoutMs) - now;
-    if (remainingMs <= 0) {
+    const skipExpired = (): 'ack' => {
       expired.inc();
       logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
       return 'ack';
-    }
+    };
+    if (remainingMs <= 0) return skipExpired();
     if (replyTo && deps.requesterAlive && !(await deps.requesterAlive(replyTo))) {
       metrics.requesterGone.inc({ service });
       logger.info({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request skipped: its requester is gone (reply channel closed)');
       return 'ack';
     }
+    // The requester check is a broker round trip: on a loaded machine the deadline can pass during it
+    // (F4c saw 4 calls reach the downstream after their requests' 504), so it is checked again.
+    const callMs = Math.min(downstream.config.timeoutMs, remainingMs - (Date.now() - now));
+    if (callMs <= 0) return skipExpired();
     inflight.inc();
     const started = process.hrtime.bigint();
     const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
     const call = startHop(callSpan.name, SpanKind.CLIENT, consume.traceparent, callSpan.attributes);
     let reply: ReplyEnvelope;
     try {
-      const res = await downstream.call(env, Math.min(downstream.config.timeoutMs, remainingMs), call.traceparent);
+      const res = await downstream.call(env, callMs, call.traceparent);
       countOutcome(outcomeLabel(res.status));
       endHop(call);
       reply = res;
