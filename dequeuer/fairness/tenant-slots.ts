@@ -1,6 +1,7 @@
 /**
  * In-flight jobs per tenant of one service in one dequeuer: the cap each tenant may hold (the
- * tenants file's `maxConcurrency`, else a share of the prefetch) and the noisy-neighbour flag, a
+ * tenants file's `maxConcurrency`, else a share of the prefetch, lent beyond while no other
+ * tenant's job can start, see `canBorrow`) and the noisy-neighbour flag, a
  * tenant holding on average more than `noisyFraction` of the service's slots over the last window
  * of `noisySustainMs`.
  */
@@ -50,6 +51,16 @@ export class TenantSlots {
 
   canStart(tenant: string): boolean {
     return this.inflightOf(tenant) < this.capOf(tenant);
+  }
+
+  /**
+   * Whether `tenant`, at or over its default share, may take a slot no other tenant can use now:
+   * the default share is work-conserving (a tenant alone is not held at 16 of 20 slots) but always
+   * leaves one of the service's `slots` free, so a job of another tenant finds a slot at once. A
+   * tenant the tenants file caps (`maxConcurrency`) never borrows.
+   */
+  canBorrow(tenant: string, slots: number): boolean {
+    return this.#o.caps[tenant] === undefined && this.inflightOf(tenant) < slots - 1;
   }
 
   /** A job of `tenant` starts; `slots` is the service's current limit. */

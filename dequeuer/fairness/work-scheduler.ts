@@ -26,6 +26,8 @@ export interface WorkSchedulerOptions {
  * tenant is under its cap and no `Retry-After` pause holds the service. High-lane jobs go first, but
  * after `⌈1/normalMinShare⌉ − 1` high starts in a row a waiting normal job starts; normal lanes
  * take turns (round-robin), and within a lane the oldest job whose tenant has a free slot starts.
+ * When none can, a tenant without `maxConcurrency` may borrow an idle slot beyond its default share,
+ * all but one (`TenantSlots.canBorrow`).
  */
 export class WorkScheduler {
   readonly #o: WorkSchedulerOptions;
@@ -103,7 +105,7 @@ export class WorkScheduler {
     for (;;) {
       const slots = this.#o.limit();
       if (this.#running >= slots) return;
-      const next = this.#pick();
+      const next = this.#pick() ?? this.#borrow(slots);
       if (!next) return;
       this.#start(next, slots);
     }
@@ -151,6 +153,26 @@ export class WorkScheduler {
     this.#highStreak = 0;
     this.#rr = (normal.lane + 1) % this.#normal.length;
     return this.#normal[normal.lane]!.splice(normal.at, 1)[0];
+  }
+
+  /**
+   * When no waiting job may start within its tenant's cap: the oldest job (high lane first, then
+   * the normal lanes round-robin) whose tenant may borrow an otherwise idle slot.
+   */
+  #borrow(slots: number): Waiting | undefined {
+    const canBorrow = (w: Waiting): boolean => this.#o.slots.canBorrow(w.tenant, slots);
+    const highAt = this.#high.findIndex(canBorrow);
+    if (highAt >= 0) return this.#high.splice(highAt, 1)[0];
+    const n = this.#normal.length;
+    for (let k = 0; k < n; k++) {
+      const lane = (this.#rr + k) % n;
+      const at = this.#normal[lane]!.findIndex(canBorrow);
+      if (at >= 0) {
+        this.#rr = (lane + 1) % n;
+        return this.#normal[lane]!.splice(at, 1)[0];
+      }
+    }
+    return undefined;
   }
 
   /** The next normal lane (round-robin from the last one served) with a startable job. */

@@ -66,6 +66,27 @@ describe('WorkScheduler: which delivered job runs next', () => {
     expect(h.slots.inflightOf('a')).toBe(3);
   });
 
+  it('lends a lone tenant the idle slots beyond its default share, all but one, and gives the next free slot to another tenant', async () => {
+    const h = harness({ limit: 10, defaultCap: 8, caps: { capped: 2 } });
+    for (let i = 0; i < 30; i++) void h.submit(0, 'a');
+    // Alone: its share (8) plus idle slots, one kept free.
+    expect(h.slots.inflightOf('a')).toBe(9);
+    // Another tenant's job starts at once in the slot kept free.
+    void h.submit(1, 'b');
+    expect(h.slots.inflightOf('b')).toBe(1);
+    expect(h.scheduler.running).toBe(10);
+    // While b's jobs wait, freed slots go to b (within its share), not to a borrowing.
+    for (let i = 0; i < 5; i++) void h.submit(1, 'b');
+    await h.finishOne();
+    expect(h.slots.inflightOf('a')).toBe(8);
+    expect(h.slots.inflightOf('b')).toBe(2);
+    // A tenant with maxConcurrency never borrows.
+    const c = harness({ limit: 10, defaultCap: 8, caps: { capped: 2 } });
+    for (let i = 0; i < 10; i++) void c.submit(0, 'capped');
+    expect(c.slots.inflightOf('capped')).toBe(2);
+    expect(c.scheduler.running).toBe(2);
+  });
+
   it('starts high-lane jobs before waiting normal ones, but keeps the normal minimum share', async () => {
     const h = harness({ limit: 1, normalMinShare: 0.25 });
     for (let i = 0; i < 20; i++) void h.submit(0, 'n');
