@@ -156,6 +156,25 @@ describe('SSE resume beyond the replay log, from the events stream', () => {
     [oldJobId, oldJobEventId, oldTenantEventId] = [jobId, lastJobBefore, lastBefore];
   });
 
+  it('job stream: a resume older than the log catches up from the stream, then hands over to the live feed for what is still to come', async () => {
+    // Still running when the client comes back: its final transition arrives through the live feed.
+    const jobId = await post(KEY_A, '/delay/5000');
+    const whole = read(`/v1/jobs/${jobId}/events`, KEY_A, () => false);
+    const before = await read(`/v1/jobs/${jobId}/events`, KEY_A, (seen) => seen.some((e) => e.event === 'running'));
+    const fillers: string[] = [];
+    for (let i = 0; i < 6; i++) fillers.push(await post(KEY_B, '/echo', 'c'.repeat(40 * 1024)));
+    await until(() => allSucceeded('b', fillers), 30_000);
+    const lastBefore = before.at(-1)!.id!;
+    expect(stack.enqueuer.events.log.firstOffset).toBeGreaterThan(idKey(lastBefore)[0]);
+    expect((await stack.enqueuer.stores.jobs.get('a', jobId))?.state).toBe('running');
+    const doneBefore = await catchUps('done');
+    const after = await read(`/v1/jobs/${jobId}/events`, KEY_A, () => false, { 'last-event-id': lastBefore });
+    expect(after.map((e) => e.event)).toEqual(['succeeded']);
+    const truth = await whole;
+    expect([...before, ...after].map((e) => [e.id, e.event])).toEqual(truth.map((e) => [e.id, e.event]));
+    expect(await catchUps('done') - doneBefore).toBe(1);
+  });
+
   it('above EVENTS_CATCHUP_MAX a resume that needs the stream gets 503 GW_ERR_EVENTS_CATCHUP_BUSY with Retry-After', async () => {
     expect(oldTenantEventId).not.toBe('');
     // Both slots (EVENTS_CATCHUP_MAX=2) held, as by two long catch-ups.
