@@ -452,6 +452,10 @@ class StreamFigures {
   #visibilityP99: number[] = [];
   #waitP50: number[] = [];
   #loopLag: number[] = [];
+  /** p99 batching wait of each process alone (ms): which one's flushes are late. */
+  #waitP99Enq: number[] = [];
+  #waitP99Deq: number[] = [];
+  #loopLagDeq: number[] = [];
 
   async scrape(): Promise<{ enq: string; deq: string }> {
     const [enq, deq] = await Promise.all([scrape(`http://127.0.0.1:${enqueuerPort}/metrics`), scrape(`http://127.0.0.1:${dequeuerPorts[0]}/metrics`)]);
@@ -478,6 +482,12 @@ class StreamFigures {
     if (wait50 !== undefined) this.#waitP50.push(wait50 * 1000);
     const lag = metricValue(after.enq, 'nodejs_eventloop_lag_p99_seconds');
     if (lag !== undefined) this.#loopLag.push(lag * 1000);
+    const lagDeq = metricValue(after.deq, 'nodejs_eventloop_lag_p99_seconds');
+    if (lagDeq !== undefined) this.#loopLagDeq.push(lagDeq * 1000);
+    for (const [side, into] of [['enq', this.#waitP99Enq], ['deq', this.#waitP99Deq]] as const) {
+      const w = quantileBetween(histogramBuckets(before[side], 'gw_event_batch_wait_seconds'), histogramBuckets(after[side], 'gw_event_batch_wait_seconds'), 0.99);
+      if (w !== undefined) into.push(w * 1000);
+    }
     const vis = quantileBetween(histogramBuckets(before.enq, 'gw_events_visibility_seconds'), histogramBuckets(after.enq, 'gw_events_visibility_seconds'), 0.99);
     if (vis !== undefined) this.#visibilityP99.push(vis * 1000);
   }
@@ -494,7 +504,7 @@ class StreamFigures {
       notes: [
         `events stream: ${fmt(perJob)} stream messages per accepted job (runs: ${this.#perJob.map((v) => v.toFixed(3)).join(', ') || 'n/a'}); ` +
         `batching wait p50 ≤ ${fmt(wait50, ' ms')}, p99 ≤ ${fmt(wait, ' ms')}, visibility (batcher → broker → replica) p99 ≤ ${fmt(vis, ' ms')} (bucket upper bounds); ` +
-        `enqueuer event-loop lag p99 ${fmt(lag, ' ms')} (a flush timer fires late by that much).`,
+        `enqueuer event-loop lag p99 ${fmt(lag, ' ms')}, dequeuer ${fmt(med(this.#loopLagDeq), ' ms')}; batching wait p99 by process: enqueuer ≤ ${fmt(med(this.#waitP99Enq), ' ms')}, dequeuer ≤ ${fmt(med(this.#waitP99Deq), ' ms')}.`,
       ],
       checks: [
         { label: 'accept-draining: events-stream messages per job', value: perJob, target: '≤ 0.20', met: perJob === undefined ? undefined : perJob <= 0.2, display: fmt(perJob) },

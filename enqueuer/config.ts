@@ -65,8 +65,10 @@ export const enqueuerEnvShape = {
   SSE_MAX_PER_TENANT: envInt(1, 100_000, 100),
   /** Heartbeat comment period on SSE streams (ms). @default 15000 */
   SSE_HEARTBEAT_MS: envInt(100, 600_000, 15_000),
-  /** Bytes of recent events-stream messages each replica keeps for SSE `Last-Event-ID` resumes (older ids get `event: reset`). @default 33554432 (32 MiB) */
+  /** Bytes of recent events-stream messages each replica keeps for SSE `Last-Event-ID` resumes (older ids are read from the stream). @default 33554432 (32 MiB) */
   EVENTS_REPLAY_MAX_BYTES: envInt(64 * 1024, 16 * 1024 * 1024 * 1024, 32 * 1024 * 1024),
+  /** SSE resumes older than the replay log that may read the events stream at once per replica; beyond it 503. @default 8 */
+  EVENTS_CATCHUP_MAX: envInt(1, 1000, 8),
   /** Upper bound of one DLQ browse/replay/discard (ms). @default 30000 */
   DLQ_OP_TIMEOUT_MS: envInt(1000, 600_000, 30_000),
   /** Largest DLQ (messages) the DLQ API operates on. @default 10000 */
@@ -174,6 +176,7 @@ export interface EnqueuerConfig extends BrokerSettings {
   sseMaxPerTenant: number;
   sseHeartbeatMs: number;
   eventsReplayMaxBytes: number;
+  eventsCatchUpMax: number;
   dlqOpTimeoutMs: number;
   dlqMaxScan: number;
   maxDelayedPerTenant: number;
@@ -221,6 +224,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     sseMaxPerTenant: Math.min(e.SSE_MAX_PER_TENANT, Math.max(1, e.SSE_MAX_CONNECTIONS)),
     sseHeartbeatMs: e.SSE_HEARTBEAT_MS,
     eventsReplayMaxBytes: e.EVENTS_REPLAY_MAX_BYTES,
+    eventsCatchUpMax: e.EVENTS_CATCHUP_MAX,
     dlqOpTimeoutMs: e.DLQ_OP_TIMEOUT_MS,
     dlqMaxScan: e.DLQ_MAX_SCAN,
     maxDelayedPerTenant: e.MAX_DELAYED_PER_TENANT,

@@ -125,6 +125,11 @@ export class Enqueuer implements Lifecycle {
       stream: this.topology.names.eventsStream,
       store: this.stores.jobs,
       replayMaxBytes: config.eventsReplayMaxBytes,
+      catchUpMax: config.eventsCatchUpMax,
+      onCatchUp: (outcome, messages) => {
+        this.metrics.sseCatchUps.inc({ outcome });
+        this.metrics.sseCatchUpMessages.inc(messages);
+      },
       onJob: (e, id) => this.jobEvents.received(e, id),
       onApplied: (offset, events, lagMs) => {
         this.metrics.eventsOffset.set(offset);

@@ -28,6 +28,8 @@ export interface EnqueuerMetrics extends CommonMetrics {
   eventsVisibility: Histogram;
   /** Transitions read from the events stream (÷ gw_jobs_accepted_total = events per job). */
   eventsRead: Counter;
+  sseCatchUps: Counter<'outcome'>;
+  sseCatchUpMessages: Counter;
 }
 
 /** Live values read at scrape time. */
@@ -55,6 +57,8 @@ export function createEnqueuerMetrics(registry: Registry, sources: GaugeSources)
       registers,
     }),
     eventsRead: new Counter({ name: 'gw_events_read_total', help: 'Job and breaker transitions read from the events stream', registers }),
+    sseCatchUps: new Counter({ name: 'gw_sse_catchups_total', help: 'SSE resumes older than the replay log, read from the events stream (outcome: done = handed over to the live feed, gap = reset, ended = the response closed first, failed)', labelNames: ['outcome'], registers }),
+    sseCatchUpMessages: new Counter({ name: 'gw_sse_catchup_messages_total', help: 'Events-stream messages read by SSE catch-ups', registers }),
     httpRequests: new Counter({ name: 'gw_http_requests_total', help: 'HTTP requests answered', labelNames: ['route', 'method', 'status'], registers }),
     httpDuration: new Histogram({
       name: 'gw_http_request_duration_seconds',

@@ -47,6 +47,7 @@ export const ERRORS = {
   GW_ERR_STORE_UNAVAILABLE: { status: 503, title: 'Job store unavailable' },
   GW_ERR_DLQ_BUSY: { status: 503, title: 'Dead-letter queue operation could not complete in time (busy or another replica holds it)' },
   GW_ERR_DLQ_TOO_LARGE: { status: 503, title: 'Dead-letter queue too large to operate on through the API' },
+  GW_ERR_EVENTS_CATCHUP_BUSY: { status: 503, title: 'Too many event streams catching up from the events stream' },
   GW_ERR_REPLY_TIMEOUT: { status: 504, title: 'No reply within the wait' },
   GW_ERR_DOWNSTREAM_TIMEOUT: { status: 504, title: 'Downstream service timed out' },
   GW_ERR_DEADLINE_EXCEEDED: { status: 504, title: 'Deadline passed before the request could be processed' },

@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import { StreamReader, type StreamStart } from '../../shared/amqp/stream-reader.ts';
-import { decodeEvents, FIRST_AT_HEADER, type BreakerEvent, type JobEvent, type StreamMarker } from '../../shared/events.ts';
+import { FIRST_AT_HEADER, type BreakerEvent, type JobEvent, type StreamMarker } from '../../shared/events.ts';
 import type { ConnectionSource } from '../broker.ts';
-import { deliveryLimitDeath } from '../dlq-entry.ts';
 import type { JobStore } from '../jobs/job-store.ts';
+import { CatchUps, type CatchUpOptions } from './catch-up.ts';
 import { ReplayLog, type EventId, type LoggedEvent } from './replay-log.ts';
+import { streamContent, type DeadLetterSource } from './stream-content.ts';
 
 export interface EventStreamOptions {
   /** Opens this reader's connection (started and closed with the enqueuer's others). */
@@ -18,12 +19,16 @@ export interface EventStreamOptions {
   store: Pick<JobStore, 'appliedOffset' | 'recordOffset'>;
   /** Bytes of recent stream messages kept for SSE resumes ({@link ReplayLog}). */
   replayMaxBytes: number;
+  /** SSE resumes older than the replay log that may read the stream at once ({@link CatchUps}). @default 8 */
+  catchUpMax?: number;
+  /** A catch-up ended ({@link CatchUpOptions.onEnd}). */
+  onCatchUp?: CatchUpOptions['onEnd'];
   /**
    * The dead-letter exchange and each service's work-queue delivery limit: the stream is bound
    * there, so a job the broker dead-letters by the delivery limit (its worker kept dying, nobody
    * published its `dead` event) still reaches `onJob` as `dead` ({@link deliveryLimitDeath}).
    */
-  deadLetters?: { exchange: string; deliveryLimits: Readonly<Record<string, number>> };
+  deadLetters?: DeadLetterSource;
   /** A job transition, with its stream position; resolves once the store applied it. */
   onJob: (e: JobEvent, id: EventId) => Promise<unknown>;
   onBreaker: (e: BreakerEvent) => void;
@@ -44,6 +49,8 @@ export interface EventStreamOptions {
 export class EventStream {
   readonly reader: StreamReader;
   readonly log: ReplayLog;
+  /** Readers for SSE resumes older than {@link log}, on this reader's connection. */
+  readonly catchUp: CatchUps;
   /** This process's start marker id. */
   readonly markerId = randomUUID();
   #o: EventStreamOptions;
@@ -66,6 +73,14 @@ export class EventStream {
       start: () => this.#startOffset(),
       onMessage: (msg, offset) => this.#onMessage(msg, offset),
       onGap: () => this.log.clear(),
+    });
+    this.catchUp = new CatchUps({
+      connection: () => this.reader.connection.connection,
+      stream: o.stream,
+      deadLetters: o.deadLetters,
+      max: o.catchUpMax ?? 8,
+      logger: o.logger,
+      ...(o.onCatchUp ? { onEnd: o.onCatchUp } : {}),
     });
   }
 
@@ -116,7 +131,6 @@ export class EventStream {
   }
 
   #onMessage(msg: ConsumeMessage, offset: number): void {
-    const dl = this.#o.deadLetters;
     const logged: LoggedEvent[] = [];
     const applies: Array<Promise<unknown>> = [];
     const job = (e: JobEvent, index: number): void => {
@@ -125,37 +139,34 @@ export class EventStream {
       applies.push(this.#o.onJob(e, id).catch((err: unknown) => this.#o.logger.warn({ err, jobId: e.jobId, tenant: e.tenant, state: e.state, offset }, 'job event not applied to the store')));
     };
     let count = 0;
-    if (dl && msg.fields.exchange === dl.exchange) {
-      const limit = dl.deliveryLimits[msg.fields.routingKey];
-      const at = typeof msg.properties.timestamp === 'number' ? msg.properties.timestamp : Date.now();
-      const dead = limit === undefined ? undefined : deliveryLimitDeath(msg, msg.fields.routingKey, limit, at);
+    const content = streamContent(msg, this.#o.deadLetters);
+    if (content.kind === 'dead-letter') {
+      const dead = content.dead;
       // Rejected (the dequeuer published `dead`) or a DLQ rotation copy: nothing new.
       if (dead) {
         this.#o.logger.warn({ jobId: dead.jobId, tenant: dead.tenant, service: dead.service, attempt: dead.attempt, requestId: dead.requestId }, 'job dead-lettered by the delivery limit (its worker kept stopping while holding it)');
         job(dead, 0);
         count = 1;
       }
+    } else if (content.kind === 'undecodable') {
+      this.#o.onInvalid();
+      this.#o.logger.warn({ routingKey: msg.fields.routingKey, offset }, 'ignored a stream message that is neither a v1 event nor a v2 batch');
     } else {
-      const decoded = decodeEvents(msg.content);
-      if (!decoded) {
-        this.#o.onInvalid();
-        this.#o.logger.warn({ routingKey: msg.fields.routingKey, offset }, 'ignored a stream message that is neither a v1 event nor a v2 batch');
-      } else {
-        for (let i = 0; i < decoded.invalid; i++) this.#o.onInvalid();
-        decoded.events.forEach((e, index) => {
-          try {
-            if (e.kind === 'job') job(e, index);
-            else this.#o.onBreaker(e);
-          } catch (err) {
-            this.#o.logger.error({ err, kind: e.kind, service: e.service, offset }, 'event handler failed');
-          }
-        });
-        count = decoded.events.length;
-        if (decoded.marker === this.markerId && !this.#caughtUp) {
-          this.#caughtUp = true;
-          this.#o.logger.info({ stream: this.#o.stream, offset }, 'caught up with the events stream');
-          for (const w of this.#caughtUpWaiters.splice(0)) w();
+      const decoded = content.decoded;
+      for (let i = 0; i < decoded.invalid; i++) this.#o.onInvalid();
+      decoded.events.forEach((e, index) => {
+        try {
+          if (e.kind === 'job') job(e, index);
+          else this.#o.onBreaker(e);
+        } catch (err) {
+          this.#o.logger.error({ err, kind: e.kind, service: e.service, offset }, 'event handler failed');
         }
+      });
+      count = decoded.events.length;
+      if (decoded.marker === this.markerId && !this.#caughtUp) {
+        this.#caughtUp = true;
+        this.#o.logger.info({ stream: this.#o.stream, offset }, 'caught up with the events stream');
+        for (const w of this.#caughtUpWaiters.splice(0)) w();
       }
     }
     this.#lastCount = count;

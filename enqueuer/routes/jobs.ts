@@ -12,13 +12,19 @@ import type { JobStore } from '../jobs/job-store.ts';
 import type { Guard } from '../security/guard.ts';
 import { StreamSlots } from '../events/stream-slots.ts';
 import { compareEventIds, formatEventId, parseEventId, type EventId, type ReplayLog } from '../events/replay-log.ts';
+import type { CatchUps } from '../events/catch-up.ts';
 
 /** What the SSE routes replay from on a `Last-Event-ID` (the enqueuer's events stream reader). */
 export interface EventReplay {
   readonly log: ReplayLog;
   /** Position of the last transition read (undefined before the first). */
   readonly position: EventId | undefined;
+  /** Reads the stream itself for an id older than {@link log}. */
+  readonly catchUp: Pick<CatchUps, 'reserve' | 'read'>;
 }
+
+/** Live transitions a stream buffers while it catches up from the events stream; beyond it the stream ends (the client resumes from its last id). */
+export const CATCH_UP_BUFFER_MAX = 10_000;
 
 export interface JobsRouteDeps {
   config: Pick<EnqueuerConfig, 'jobsListMaxLimit' | 'sseMaxConnections' | 'sseMaxPerTenant' | 'sseHeartbeatMs'>;
@@ -176,10 +182,57 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   /**
+   * Reads the events stream for a resume id older than the replay log ({@link CatchUps}), handing
+   * `filter`'s transitions to `deliver` (those up to the id only teach `seen` what the client has),
+   * then calls `handOver` with the outcome: the route then sends what it buffered from the live
+   * feed meanwhile (`done`), or `event: reset` (`gap`). Ends the response when the catch-up fails:
+   * the client reconnects with the last id it got.
+   */
+  function catchUp(req: Request, res: Response, o: {
+    endSlot: () => void; after: EventId; through: number; signal: AbortSignal; filter: (e: JobEvent) => boolean;
+    seen: Monotonic; deliver: (e: JobEvent, id: EventId) => void; handOver: (outcome: 'done' | 'gap') => void;
+  }): void {
+    deps.replay.catchUp.read({
+      after: o.after,
+      through: o.through,
+      signal: o.signal,
+      onEvent: (e, id, seen) => {
+        if (!o.filter(e)) return;
+        if (seen) o.seen.advance(e);
+        else o.deliver(e, id);
+      },
+      ready: () => !res.writableNeedDrain,
+      onReady: (fn) => res.once('drain', fn),
+      log: { requestId: req.id, tenant: req.principal.tenant, path: req.path },
+    }).then((outcome) => {
+      if (outcome !== 'ended') o.handOver(outcome);
+    }, () => res.end()).finally(o.endSlot);
+  }
+
+  /** Buffers live transitions while a catch-up runs; ends the response past {@link CATCH_UP_BUFFER_MAX}. */
+  function liveBuffer(res: Response): { push: (e: JobEvent, id: EventId) => void; drain: (send: (e: JobEvent, id: EventId) => void) => void } {
+    let buffered: Array<[JobEvent, EventId]> | undefined = [];
+    return {
+      push: (e, id) => {
+        if (!buffered) return;
+        buffered.push([e, id]);
+        if (buffered.length > CATCH_UP_BUFFER_MAX) {
+          buffered = undefined;
+          res.end();
+        }
+      },
+      drain: (send) => {
+        for (const [e, id] of buffered?.splice(0) ?? []) send(e, id);
+      },
+    };
+  }
+
+  /**
    * One job. Fresh: its current state (id: this replica's stream position), then each later
    * transition. With `Last-Event-ID`: every transition of the job after that id, exactly once and
-   * in order, then the live ones; `event: reset` with the current state when the id is older than
-   * what this replica still holds. Ends after the final transition.
+   * in order, then the live ones, from the replay log or, for an older id, from the events stream
+   * itself; `event: reset` with the current state when the stream no longer retains the id. Ends
+   * after the final transition.
    */
   async function streamJob(req: Request, res: Response, tenant: string, release: () => void): Promise<void> {
     const id = req.params.id as string;
@@ -200,50 +253,94 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       unsubscribe();
       throw new GatewayError('GW_ERR_JOB_NOT_FOUND');
     }
-    const write = openStream(req, res, unsubscribe, release);
+    const mine = (e: JobEvent): boolean => e.tenant === tenant && e.jobId === id;
+    const replay = resumeFrom && resumeAfter(deps.replay.log, resumeFrom, mine);
+    const fromStream = resumeFrom !== undefined && replay !== undefined && replay.reset && position !== undefined && resumeFrom.offset < position.offset;
+    let endSlot: (() => void) | undefined;
+    if (fromStream) {
+      try {
+        endSlot = deps.replay.catchUp.reserve();
+      } catch (err) {
+        unsubscribe();
+        throw err;
+      }
+    }
+    const ac = new AbortController();
+    const write = openStream(req, res, () => {
+      unsubscribe();
+      ac.abort();
+    }, release);
     let done = false;
     const finish = (): void => {
       done = true;
       res.end();
     };
-    const replay = resumeFrom && resumeAfter(deps.replay.log, resumeFrom, (e) => e.tenant === tenant && e.jobId === id);
-    if (resumeFrom && replay && !replay.reset) {
-      let last = resumeFrom;
-      const seen = replay.seen;
-      send = (e, eid) => {
+    /** Exactly once, in order, monotonic per job; ends after the final transition. */
+    const resumed = (seen: Monotonic): ((e: JobEvent, eid: EventId) => void) => {
+      let last = resumeFrom!;
+      return (e, eid) => {
         if (done || compareEventIds(eid, last) <= 0) return;
         last = eid;
         if (!seen.advance(e)) return;
         write(e.state, jobEventView(e), eid);
         if (TERMINAL_STATES.has(e.state)) finish();
       };
+    };
+    /** `reset` (or a fresh stream): the current state, then the live transitions that move the job forward. */
+    const fromCurrentState = (): void => {
+      let lastRank = job.rank;
+      done = job.terminal;
+      write(resumeFrom ? 'reset' : job.state, currentStateEvent(job), position);
+      send = (e, eid) => {
+        const rank = rankOf(e.state, e.attempt);
+        if (!e.replay && (done || rank <= lastRank)) return;
+        lastRank = rank;
+        write(e.state, jobEventView(e), eid);
+        if (TERMINAL_STATES.has(e.state)) finish();
+      };
+      if (done) {
+        res.end();
+        return;
+      }
+      for (const [e, eid] of early.splice(0)) send(e, eid);
+    };
+    if (resumeFrom && replay && !replay.reset) {
+      send = resumed(replay.seen);
       for (const { id: eid, event } of replay.events) send(event, eid);
       for (const [e, eid] of early.splice(0)) send(e, eid);
       // Final in the store and nothing after the id: the client already has the final transition.
       if (!done && job.terminal) finish();
       return;
     }
-    let lastRank = job.rank;
-    done = job.terminal;
-    write(resumeFrom ? 'reset' : job.state, currentStateEvent(job), position);
-    send = (e, eid) => {
-      const rank = rankOf(e.state, e.attempt);
-      if (!e.replay && (done || rank <= lastRank)) return;
-      lastRank = rank;
-      write(e.state, jobEventView(e), eid);
-      if (TERMINAL_STATES.has(e.state)) finish();
-    };
-    if (done) {
-      res.end();
+    if (fromStream) {
+      const seen = new Monotonic();
+      const deliver = resumed(seen);
+      const buffer = liveBuffer(res);
+      for (const [e, eid] of early.splice(0)) buffer.push(e, eid);
+      send = buffer.push;
+      catchUp(req, res, {
+        endSlot: endSlot!, after: resumeFrom, through: position.offset, signal: ac.signal, filter: mine, seen, deliver,
+        handOver: (outcome) => {
+          if (outcome === 'gap') {
+            buffer.drain((e, eid) => early.push([e, eid]));
+            fromCurrentState();
+            return;
+          }
+          send = deliver;
+          buffer.drain(send);
+          if (!done && job.terminal) finish();
+        },
+      });
       return;
     }
-    for (const [e, eid] of early.splice(0)) send(e, eid);
+    fromCurrentState();
   }
 
   /**
    * Every job transition of the caller's tenant (optionally `?service=`), as it happens. With
-   * `Last-Event-ID`: first every transition after that id, exactly once and in order; `event: reset`
-   * when the id is older than what this replica still holds.
+   * `Last-Event-ID`: first every transition after that id, exactly once and in order, from the
+   * replay log or, for an older id, from the events stream itself; `event: reset` when the stream
+   * no longer retains the id.
    */
   router.get('/v1/events', (req, res) => {
     const service = req.query.service;
@@ -262,19 +359,52 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       last = eid;
       if (seen.advance(e)) write(e.state, jobEventView(e), eid);
     };
+    let live = send;
     // All synchronous: nothing the hub emits can fall between the replay and the subscription.
     const unsubscribe = hub.onTenant(tenant, (e, eid) => {
-      if (mine(e)) send(e, eid);
+      if (mine(e)) live(e, eid);
     });
+    const replay = resumeFrom && resumeAfter(deps.replay.log, resumeFrom, mine);
+    const position = deps.replay.position;
+    const reset = (): void => {
+      write('reset', { at: new Date().toISOString(), message: 'transitions after Last-Event-ID are no longer retained; GET /v1/jobs has the current states' }, position);
+      if (position) last = position;
+    };
+    if (resumeFrom && replay && replay.reset && position !== undefined && resumeFrom.offset < position.offset) {
+      let endSlot: () => void;
+      try {
+        endSlot = deps.replay.catchUp.reserve();
+      } catch (err) {
+        unsubscribe();
+        release();
+        throw err;
+      }
+      const ac = new AbortController();
+      write = openStream(req, res, () => {
+        unsubscribe();
+        ac.abort();
+      }, release);
+      const buffer = liveBuffer(res);
+      live = buffer.push;
+      catchUp(req, res, {
+        endSlot, after: resumeFrom, through: position.offset, signal: ac.signal, filter: mine, seen, deliver: send,
+        handOver: (outcome) => {
+          if (outcome === 'gap') {
+            seen = new Monotonic();
+            reset();
+          }
+          live = send;
+          buffer.drain(send);
+        },
+      });
+      return;
+    }
     write = openStream(req, res, unsubscribe, release);
-    if (resumeFrom) {
-      const replay = resumeAfter(deps.replay.log, resumeFrom, mine);
-      if (!replay.reset) seen = replay.seen;
-      if (replay.reset) {
-        const position = deps.replay.position;
-        write('reset', { at: new Date().toISOString(), message: 'transitions after Last-Event-ID are no longer held; GET /v1/jobs has the current states' }, position);
-        if (position) last = position;
-      } else for (const { id: eid, event } of replay.events) send(event, eid);
+    if (resumeFrom && replay) {
+      if (!replay.reset) {
+        seen = replay.seen;
+        for (const { id: eid, event } of replay.events) send(event, eid);
+      } else reset();
     }
   });
 
