@@ -82,11 +82,6 @@ describe('sync request-reply faults (plan F16)', () => {
     };
     const pending = Array.from({ length: REQUESTS }, () => client.send(`/delay/${CALL_MS}`, { wait: 30 }));
     await until(() => stack.enqueuer.replies.inflight >= REQUESTS / 2 && stack.demo.arrivals.length > 50, 30_000, 'requests waiting');
-    // Close while the dequeuer is checking and dispatching a batch: the calls run in waves of the rpc
-    // prefetch (all 1 s long), so wait for the next wave's first 16 arrivals. Without this the close
-    // mostly fell between waves (0 calls of cut-off requests arriving after it, 3 runs); with it 25.
-    const wave = stack.demo.arrivals.length;
-    await until(() => stack.demo.arrivals.length >= wave + 16, 5_000, "the next wave's first calls");
     // The broker has closed the connection when the API answers 204: its reader terminates the
     // connection's channels (the requesters' direct reply-to consumers) before it sends the close.
     await closeConnection(mgmt, conns[0]!.name);
@@ -128,11 +123,12 @@ describe('sync request-reply faults (plan F16)', () => {
     // is handed to the downstream after the close (a check that failed open would be).
     expect(dispatchedAfterClose).toEqual([]);
     // What can still arrive after a 503 is a call dispatched before the close and still on its way:
-    // at most the rpc prefetch (64 since issue 14; was 32), right at the close. Measured: 0 after a
-    // 503 in 12 runs; with the close on a wave up to 25 arrived 1-9 ms after the close, dispatched
-    // 93-140 ms before it (this process was busy failing the cut-off requests), before their
-    // clients read the 503. Before the fix: 92, up to seconds later. Its key stays held meanwhile
-    // (sync-cutoff.test.ts).
+    // at most the rpc prefetch (64 since issue 14; was 32), right at the close. Measured: 0 in 9
+    // runs of this timing (the close falls between two waves of the prefetch's 1 s calls); with the
+    // close timed on a wave of dispatches (an experiment, 6 runs) 0-47 arrived 1-214 ms after the
+    // close, all dispatched 110-198 ms before it (this one process was busy failing and reading ~900
+    // 503s), 47 of them after their client's 503 in 1 run. Before the fix: 92, up to seconds later.
+    // The key of such a call stays held until its deadline (sync-cutoff.test.ts).
     expect(callsAfter503.length).toBeLessThanOrEqual(stack.dequeuer!.config.services.echo!.rpc.prefetch);
     for (const ms of afterCloseMs) expect(ms).toBeLessThanOrEqual(250);
     expect(gone).toBeGreaterThan(0);
