@@ -106,6 +106,7 @@ describe('enqueuer processes restarted one at a time behind a readiness-followin
         await sleep(PROBE_MS);
       }
     });
+    await until(() => instances.every((e) => e.ready), 5_000, 'both enqueuers in rotation');
     let next = 0;
     const pick = (): EnqueuerProcess | undefined => {
       for (let i = 0; i < instances.length; i++) {
