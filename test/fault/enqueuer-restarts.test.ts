@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
-import { checkJobs, freePort, quantile, tally } from '../support/fault-run.ts';
+import { checkJobs, quantile, tally } from '../support/fault-run.ts';
 import { until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -78,7 +79,8 @@ describe('enqueuer processes restarted one at a time behind a readiness-followin
       PATH: process.env.PATH ?? '', RABBITMQ_URL: url, GW_PREFIX: stack.dequeuerConfig.prefix, SERVICES_JSON: JSON.stringify({ services: stack.dequeuerConfig.services }),
       HOST: '127.0.0.1', HEARTBEAT_S: '5', LOG_LEVEL: 'warn', DRAIN_DELAY_MS: String(DRAIN_DELAY_MS), SHUTDOWN_GRACE_MS: '10000', AUTH_MODE: 'none',
     };
-    for (let i = 0; i < 2; i++) instances.push(new EnqueuerProcess(await freePort(), env, join(dir, `enqueuer-${i}.log`)));
+    const ports = await freePorts(2);
+    for (let i = 0; i < 2; i++) instances.push(new EnqueuerProcess(ports[i]!, env, join(dir, `enqueuer-${i}.log`)));
     await Promise.all(instances.map((e) => e.start()));
   });
   afterAll(async () => {

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
-import { checkJobs, FaultClient, freePort, queueMessages, steadyLoad } from '../support/fault-run.ts';
+import { checkJobs, FaultClient, queueMessages, steadyLoad } from '../support/fault-run.ts';
 import { until } from '../support/jobs.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -69,7 +70,8 @@ describe('dequeuer processes killed and restarted (plan F3, F3b)', () => {
       PATH: process.env.PATH ?? '', RABBITMQ_URL: url, GW_PREFIX: stack.dequeuerConfig.prefix,
       SERVICES_JSON: JSON.stringify({ services: stack.dequeuerConfig.services }), HOST: '127.0.0.1', HEARTBEAT_S: '5', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_MS: '10000',
     };
-    for (let i = 0; i < 2; i++) workers.push(new DequeuerProcess(await freePort(), env, join(dir, `dequeuer-${i}.log`)));
+    const ports = await freePorts(2);
+    for (let i = 0; i < 2; i++) workers.push(new DequeuerProcess(ports[i]!, env, join(dir, `dequeuer-${i}.log`)));
     await Promise.all(workers.map((w) => w.start()));
   });
   afterAll(async () => {

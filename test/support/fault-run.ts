@@ -1,4 +1,3 @@
-import { createServer, type AddressInfo } from 'node:net';
 import { connect } from 'amqplib';
 import type { DemoDownstream } from '../../demo/demo-downstream.ts';
 import { answerCounts, type CallOutcome } from './fault.ts';
@@ -144,16 +143,4 @@ export async function browseDlq(base: string, service: string): Promise<DeadLett
 /** Warn and error log lines by message, from line `from` on (a scenario's report shows them). */
 export function warnings(lines: ReadonlyArray<Record<string, unknown>>, from = 0): Record<string, number> {
   return tally(lines.slice(from).filter((l) => Number(l.level) >= 40).map((l) => String(l.msg)));
-}
-
-/** A loopback port free right now (for a service started in its own process). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
