@@ -51,10 +51,15 @@ export function statusLabel(status: number): string {
   return status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : 'other';
 }
 
-/** Route label with bounded cardinality: the matched route template, never the raw path. */
+/**
+ * Route label with bounded cardinality: the matched route template, never the raw path; a static
+ * mount (no route) names itself in `res.locals.route` (the dashboard: `/ui/*`).
+ */
 function routeLabel(req: Request): string {
   const path = (req.route as { path?: string } | undefined)?.path;
-  return typeof path === 'string' ? req.baseUrl + path : 'unmatched';
+  if (typeof path === 'string') return req.baseUrl + path;
+  const mount = req.res?.locals.route as unknown;
+  return typeof mount === 'string' ? mount : 'unmatched';
 }
 
 function httpMetrics(metrics: EnqueuerMetrics): RequestHandler {

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { hashKey } from '../../enqueuer/security/api-keys.ts';
 import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
+import { rssMb } from '../support/process-rss.ts';
 import { caseArbitrary, describeWire, problemViolations, PROPERTY_DEFAULTS, rawCaseArbitrary, send, v1Operations, type Case, type Operation, type Part, type RawCase, type Wire, type WireAnswer } from '../support/property-requests.ts';
 import { rawRequest } from '../support/raw-http.ts';
 import { until } from '../support/sse.ts';
@@ -109,7 +109,6 @@ describe('API properties (issue 12): generated requests at every /v1 route, two 
     knownIds.add(id);
     owned.push({ tenant, service, id, needles: [id, ...(marker ? [marker, Buffer.from(marker).toString('base64')] : [])] });
   };
-  const rssMb = (): number => Math.round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child!.pid}/status`, 'utf8'))?.[1]) / 1024);
   const api = async (key: number, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<WireAnswer> =>
     send(port, agent, { method, path, headers: { ...(KEYS[key]!.header ? { authorization: KEYS[key]!.header! } : {}), ...headers }, body: body === undefined ? undefined : Buffer.from(body) }, 200);
 
@@ -169,7 +168,7 @@ describe('API properties (issue 12): generated requests at every /v1 route, two 
       }
       return true;
     }, 30_000, 200);
-    rssBaseline = rssPeak = rssMb();
+    rssBaseline = rssPeak = rssMb(child!.pid!);
   });
   afterAll(async () => {
     for (const s of streams) s.close();
@@ -310,7 +309,7 @@ describe('API properties (issue 12): generated requests at every /v1 route, two 
 
   const alive = (): string[] => {
     if (child!.exitCode !== null || child!.signalCode !== null) return [`the enqueuer exited (${child!.exitCode ?? child!.signalCode}): ${childOut.slice(-2000)}`];
-    rssPeak = Math.max(rssPeak, rssMb());
+    rssPeak = Math.max(rssPeak, rssMb(child!.pid!));
     return [];
   };
 

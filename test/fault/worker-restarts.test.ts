@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { checkJobs, FaultClient, queueMessages, steadyLoad } from '../support/fault-run.ts';
 import { until } from '../support/jobs.ts';
@@ -16,17 +16,6 @@ const ROUNDS = 5;
 /** F3b rounds (each restarts both dequeuers): 3 keep the file near 1 min of the CI budget; 5 measured the same (0 duplicates). */
 const ROLLING_ROUNDS = 3;
 const ASYNC_PER_S = 30;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A dequeuer in its own process (`node dequeuer/main.ts`), so it can be SIGKILLed or SIGTERMed. */
 class DequeuerProcess {
@@ -81,7 +70,8 @@ describe('dequeuer processes killed and restarted (plan F3, F3b)', () => {
       PATH: process.env.PATH ?? '', RABBITMQ_URL: url, GW_PREFIX: stack.dequeuerConfig.prefix,
       SERVICES_JSON: JSON.stringify({ services: stack.dequeuerConfig.services }), HOST: '127.0.0.1', HEARTBEAT_S: '5', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_MS: '10000',
     };
-    for (let i = 0; i < 2; i++) workers.push(new DequeuerProcess(await freePort(), env, join(dir, `dequeuer-${i}.log`)));
+    const ports = await freePorts(2);
+    for (let i = 0; i < 2; i++) workers.push(new DequeuerProcess(ports[i]!, env, join(dir, `dequeuer-${i}.log`)));
     await Promise.all(workers.map((w) => w.start()));
   });
   afterAll(async () => {

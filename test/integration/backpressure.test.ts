@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePorts, startPrivateNode, type PrivateNode } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
+import { rssMb } from '../support/process-rss.ts';
 import { Stack } from '../support/stack.ts';
 
 interface Outcome {
@@ -112,11 +112,6 @@ describe('backpressure: a flood beyond the sync queue bound', () => {
     expect(steps.reduce((a, b) => a + b, 0) - Math.max(...steps)).toBeLessThan(RSS_ROUND_GROWTH_MB);
   });
 });
-
-function rssMb(pid: number): number {
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return Math.round(kb / 1024);
-}
 
 describe('backpressure: a broker memory alarm (private node)', () => {
   let node: PrivateNode;

@@ -39,6 +39,7 @@ describe('Prometheus exposition of both services after real traffic', () => {
       fetch(`${base}/v1/services/echo/delay/2500`, { headers: { prefer: 'wait=1' } }),
       fetch(`${base}/v1/services/nope/x`),
       fetch(`${base}/no/such/route/${randomUUID()}`),
+      fetch(`${base}/ui/`),
     ];
     for (const r of await Promise.all(requests)) await r.arrayBuffer();
     const conn = await connect(url);
@@ -84,6 +85,8 @@ describe('Prometheus exposition of both services after real traffic', () => {
     expect(enqueuerText).toMatch(/gw_reply_timeouts_total\{service="echo",app="enqueuer"\} 1/);
     expect(enqueuerText).toMatch(/gw_http_requests_total\{route="\/v1\/services\/:service\{\/\*path\}",method="GET",status="504",app="enqueuer"\} 1/);
     expect(enqueuerText).toMatch(/gw_http_requests_total\{route="unmatched",method="GET",status="404",app="enqueuer"\} 1/);
+    // A static file of the dashboard is labelled with its mount, not `unmatched`.
+    expect(enqueuerText).toMatch(/gw_http_requests_total\{route="\/ui\/\*",method="GET",status="200",app="enqueuer"\} 1/);
     expect(dequeuerText).toMatch(/gw_publish_total\{kind="retry",outcome="confirmed",app="dequeuer"\} 1/);
     expect(dequeuerText).toMatch(/gw_dead_letters_total\{service="echo",reason="exhausted",app="dequeuer"\} 1/);
     expect(dequeuerText).toMatch(/gw_downstream_requests_total\{service="echo",outcome="server_error",app="dequeuer"\} [1-9]/);
