@@ -452,7 +452,9 @@ export class Dequeuer implements Lifecycle {
       void this.#serveHttp(req.url ?? '/', res);
     });
     this.#publishConn.start();
-    this.#cancellationReader.start();
+    // The consuming connection's set-up declares the topology: the cancellation stream is read
+    // once it exists (on a fresh broker, earlier reads failed with NOT_FOUND warnings until it did).
+    this.#consumeConn.once('up', () => this.#cancellationReader.start());
     this.#consumeConn.start();
     await new Promise<void>((resolve, reject) => {
       this.#server!.once('error', reject);

@@ -123,9 +123,15 @@ export class EnqueuerBroker implements ConnectionSource {
     };
   }
 
-  /** Connects every connection in the background (a broker that is down is retried, never thrown). */
+  /**
+   * Connects every connection in the background (a broker that is down is retried, never thrown).
+   * The parts' connections start once the main one is first up: its set-up declares the topology
+   * (the events and audit streams), so a first start on a fresh broker reads no missing stream.
+   */
   start(): void {
-    for (const conn of this.#others) conn.start();
+    this.main.once('up', () => {
+      for (const conn of this.#others) conn.start();
+    });
     this.main.start();
   }
 
