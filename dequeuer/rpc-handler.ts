@@ -7,6 +7,9 @@ import { DownstreamError, isConnectFailure, type Downstream, type DownstreamFail
 import type { DequeuerMetrics } from './metrics.ts';
 import type { Disposition } from './queue-consumer.ts';
 
+
+/** Least time left before a sync request's deadline for its downstream call to be started (ms). */
+export const MIN_SYNC_CALL_MS = 50;
 /** Sends a reply on direct reply-to; best effort (replies are at-most-once by design). */
 export type ReplySender = (replyTo: string, correlationId: string, reply: ReplyEnvelope) => void;
 
@@ -107,7 +110,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
       logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
       return 'ack';
     };
-    if (remainingMs <= 0) return skipExpired();
+    if (remainingMs < MIN_SYNC_CALL_MS) return skipExpired();
     if (replyTo && deps.requesterAlive && !(await deps.requesterAlive(replyTo))) {
       metrics.requesterGone.inc({ service });
       logger.info({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request skipped: its requester is gone (reply channel closed)');
@@ -115,8 +118,11 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     }
     // The requester check is a broker round trip: on a loaded machine the deadline can pass during it
     // (F4c saw 4 calls reach the downstream after their requests' 504), so it is checked again.
+    // A call started in the deadline's last moments answers after the enqueuer's 504: it would only
+    // load the downstream (F4c, whole stack in one loaded process: calls started a few ms before the
+    // deadline arrived 40-50 ms after it). Below MIN_SYNC_CALL_MS left, it is not started.
     const callMs = Math.min(downstream.config.timeoutMs, remainingMs - (Date.now() - now));
-    if (callMs <= 0) return skipExpired();
+    if (callMs < MIN_SYNC_CALL_MS) return skipExpired();
     inflight.inc();
     const started = process.hrtime.bigint();
     const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
