@@ -88,6 +88,13 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
   const processSpan = { name: `${deps.queue} process`, attributes: Object.freeze({ 'messaging.system': 'rabbitmq', 'messaging.operation.type': 'process', 'messaging.destination.name': deps.queue, 'gw.service': service }) };
   const callSpan = { name: `${service} call`, attributes: Object.freeze({ 'gw.service': service, 'server.address': new URL(downstream.config.url).host }) };
 
+  /** A request too close to (or past) its deadline: nobody will read its answer. */
+  const skipExpired = (env: RequestEnvelope): 'ack' => {
+    expired.inc();
+    logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
+    return 'ack';
+  };
+
   return async (msg) => {
     consumed.inc();
     const replyTo = msg.properties.replyTo as string | undefined;
@@ -105,12 +112,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     const now = Date.now();
     wait.observe(Math.max(0, now - env.enqueuedAt) / 1000);
     const remainingMs = (env.deadline ?? now + downstream.config.timeoutMs) - now;
-    const skipExpired = (): 'ack' => {
-      expired.inc();
-      logger.debug({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request expired before processing');
-      return 'ack';
-    };
-    if (remainingMs < MIN_SYNC_CALL_MS) return skipExpired();
+    if (remainingMs < MIN_SYNC_CALL_MS) return skipExpired(env);
     if (replyTo && deps.requesterAlive && !(await deps.requesterAlive(replyTo))) {
       metrics.requesterGone.inc({ service });
       logger.info({ jobId: env.jobId, requestId: env.requestId, tenant: env.tenant, attempt: env.attempt, traceId: traceIdOf(env.traceparent) }, 'sync request skipped: its requester is gone (reply channel closed)');
@@ -122,7 +124,7 @@ export function createRpcHandler(deps: RpcHandlerDeps): (msg: ConsumeMessage) =>
     // load the downstream (F4c, whole stack in one loaded process: calls started a few ms before the
     // deadline arrived 40-50 ms after it). Below MIN_SYNC_CALL_MS left, it is not started.
     const callMs = Math.min(downstream.config.timeoutMs, remainingMs - (Date.now() - now));
-    if (callMs < MIN_SYNC_CALL_MS) return skipExpired();
+    if (callMs < MIN_SYNC_CALL_MS) return skipExpired(env);
     inflight.inc();
     const started = process.hrtime.bigint();
     const consume = startHop(processSpan.name, SpanKind.CONSUMER, env.traceparent, processSpan.attributes);
