@@ -362,16 +362,26 @@ async function runAll(): Promise<void> {
   for (const n of ['accept-stopped', 'accept-draining'] as const) if (has(n) && asyncReason) notAvailable(n, asyncReason);
   if (!interrupted && (has('raw-publish') || (!asyncReason && has('accept-stopped')))) {
     if (!asyncReason && has('accept-stopped')) await stopDequeuer(0);
+    // Each step starts on an empty queue and empties it after itself: a queue of 100k+ messages left
+    // by one side would cost the broker memory and CPU while the other side is measured.
+    const emptied = async <T>(queue: string, step: () => Promise<T>): Promise<T> => {
+      await purgeQueue(url, queue);
+      try {
+        return await step();
+      } finally {
+        await purgeQueue(url, queue);
+      }
+    };
     await interleaved({
       'raw-publish': {
-        warmup: () => purgeQueue(url, raw.workQueue).then(() => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.warmupS })),
-        run: () => purgeQueue(url, raw.workQueue).then(() => measured({ loadgen: process.pid, ...(brokerPid ? { broker: brokerPid } : {}) }, () =>
+        warmup: () => emptied(raw.workQueue, () => runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.warmupS })),
+        run: () => emptied(raw.workQueue, () => measured({ loadgen: process.pid, ...(brokerPid ? { broker: brokerPid } : {}) }, () =>
           runRawPublish({ url, queue: raw.workQueue, body, inflight: S.connections, durationS: S.durationS }))),
       },
       ...(asyncReason ? {} : {
         'accept-stopped': {
-          warmup: () => purgeQueue(url, workQueue).then(() => acceptLoad(S.warmupS)),
-          run: () => purgeQueue(url, workQueue).then(() => measured(gatewayRoles(), () => acceptLoad(S.durationS))),
+          warmup: () => emptied(workQueue, () => acceptLoad(S.warmupS)),
+          run: () => emptied(workQueue, () => measured(gatewayRoles(), () => acceptLoad(S.durationS))),
         },
       }),
     });
