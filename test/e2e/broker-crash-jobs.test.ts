@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startPrivateNode, type PrivateNode } from '../../scripts/lib/rabbit-node.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { conservation, runAcceptLoad } from '../support/accept-load.ts';
-import { Stack } from '../support/stack.ts';
+import { stackOnPrivateNode } from '../support/stack.ts';
 
 const ACCEPT = 3_000;
 const CLIENTS = 32;
@@ -14,17 +13,7 @@ const DOWN_MS = 5_000;
  * got a 202 must reach the downstream (the demo records each call's Idempotency-Key = job id).
  */
 describe('broker crash (kill -9) while async jobs are accepted and processed', () => {
-  let node: PrivateNode;
-  let stack: Stack;
-
-  beforeAll(async () => {
-    node = await startPrivateNode({ config: { heartbeat: 5 } });
-    stack = await Stack.start({ url: node.url, prefix: 'gw' });
-  });
-  afterAll(async () => {
-    await stack?.stop(node.url).catch(() => {});
-    await node?.destroy();
-  });
+  const env = stackOnPrivateNode();
   beforeEach(() => {
     expect.hasAssertions();
   });
@@ -32,12 +21,12 @@ describe('broker crash (kill -9) while async jobs are accepted and processed', (
   it(`accepts ${ACCEPT} jobs across two broker kills: every 202 is processed (lost = 0), refusals are fast 503s with Retry-After, nothing hangs`, async () => {
     const crashes: Array<Promise<void>> = [];
     const crash = async (): Promise<void> => {
-      await node.kill('SIGKILL');
+      await env.node.kill('SIGKILL');
       await new Promise((r) => setTimeout(r, DOWN_MS));
-      await node.start();
+      await env.node.start();
     };
     const load = await runAcceptLoad({
-      baseUrl: stack.baseUrl, accept: ACCEPT, clients: CLIENTS, deadlineMs: 150_000,
+      baseUrl: env.stack.baseUrl, accept: ACCEPT, clients: CLIENTS, deadlineMs: 150_000,
       onAccepted: (n) => {
         if (crashes.length < KILL_AT.length && n >= ACCEPT * KILL_AT[crashes.length]!) crashes.push(crash());
       },
@@ -46,7 +35,7 @@ describe('broker crash (kill -9) while async jobs are accepted and processed', (
     expect(load.accepted.size).toBeGreaterThanOrEqual(ACCEPT); // the clients in flight when the count is reached finish too
     expect(crashes).toHaveLength(KILL_AT.length);
 
-    const c = await conservation(stack.demo, load.accepted, 90_000);
+    const c = await conservation(env.stack.demo, load.accepted, 90_000);
     process.stderr.write(`[broker-crash] ${JSON.stringify(c)}, statuses ${JSON.stringify(Object.fromEntries(load.statuses))}, slowest refusal ${load.slowestRefusalMs} ms\n`);
     expect(c.lost).toBe(0);
     // At-least-once: a redelivery after a kill may call the downstream again (bounded by what was in flight).

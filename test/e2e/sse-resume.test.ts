@@ -1,35 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
-import { readSse, until, type SseEvent } from '../support/sse.ts';
+import { ascending, expectProgress, label, readSse, until, type SseEvent } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
-
-/** `<offset>-<index>` ids compared as the stream orders them. */
-function idKey(id: string | undefined): [number, number] {
-  const m = /^(\d+)-(\d+)$/.exec(id ?? '');
-  if (!m) throw new Error(`not a stream event id: ${id}`);
-  return [Number(m[1]), Number(m[2])];
-}
-function ascending(events: readonly SseEvent[]): boolean {
-  return events.every((e, i) => {
-    if (i === 0) return true;
-    const [a, b] = [idKey(events[i - 1]!.id), idKey(e.id)];
-    return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
-  });
-}
-/**
- * A job's transitions as a stream shows them: the full sequence, except that a `retrying` the
- * dequeuer confirmed only after the next attempt had started is skipped (streams are monotonic per
- * job, like the store).
- */
-function expectProgress(seen: readonly string[], full: readonly string[]): void {
-  expect(seen.filter((s) => !s.startsWith('retrying:'))).toEqual(full.filter((s) => !s.startsWith('retrying:')));
-  let i = 0;
-  for (const s of seen) {
-    while (i < full.length && full[i] !== s) i++;
-    expect(i, `${s} out of order in ${seen.join(', ')}`).toBeLessThan(full.length);
-  }
-}
-const label = (e: SseEvent): string => `${String(e.data.id)}:${e.event}:${String(e.data.attempts)}`;
 
 /**
  * Issue 11: SSE ids come from the events stream's offsets, and a client that reconnects with

@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +8,7 @@ import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { checkJobs, quantile, tally } from '../support/fault-run.ts';
 import { until } from '../support/jobs.ts';
+import { ServiceProcess } from '../support/service-process.ts';
 import { Stack } from '../support/stack.ts';
 
 const ROUNDS = 3;
@@ -19,44 +19,13 @@ const STUB_MS = 100;
 const ASYNC_PER_S = 30;
 const SYNC_PER_S = 10;
 
-/** An enqueuer in its own process (`node enqueuer/main.ts`), so it can be SIGTERMed. */
-class EnqueuerProcess {
-  readonly port: number;
-  readonly logFile: string;
-  #env: Record<string, string>;
-  child: ChildProcess | undefined;
-  exitCodes: Array<number | null> = [];
+/** An enqueuer process behind the test's balancer. */
+class EnqueuerProcess extends ServiceProcess {
   /** What the balancer's last probe saw. */
   ready = false;
 
   constructor(port: number, env: Record<string, string>, logFile: string) {
-    this.port = port;
-    this.#env = env;
-    this.logFile = logFile;
-  }
-
-  get base(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const log = createWriteStream(this.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, ['enqueuer/main.ts'], { env: { ...this.#env, PORT: String(this.port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
-    child.once('exit', (code) => this.exitCodes.push(code));
-    this.child = child;
-    await until(async () => (await fetch(`${this.base}/readyz`).catch(() => undefined))?.status === 200, 30_000, `enqueuer on ${this.port} ready`);
-  }
-
-  /** Sends `signal` and resolves when the process exited. */
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    process.kill(child.pid!, signal);
-    await exited;
-    this.child = undefined;
+    super('enqueuer/main.ts', port, env, logFile);
   }
 }
 

@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +7,7 @@ import { freePorts } from '../../scripts/lib/rabbit-node.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { checkJobs, FaultClient, queueMessages, steadyLoad } from '../support/fault-run.ts';
 import { until } from '../support/jobs.ts';
+import { ServiceProcess } from '../support/service-process.ts';
 import { Stack } from '../support/stack.ts';
 
 const STUB_MS = 200;
@@ -17,41 +17,6 @@ const ROUNDS = 5;
 const ROLLING_ROUNDS = 3;
 const ASYNC_PER_S = 30;
 
-/** A dequeuer in its own process (`node dequeuer/main.ts`), so it can be SIGKILLed or SIGTERMed. */
-class DequeuerProcess {
-  readonly port: number;
-  readonly env: Record<string, string>;
-  readonly logFile: string;
-  child: ChildProcess | undefined;
-  pids: number[] = [];
-
-  constructor(port: number, env: Record<string, string>, logFile: string) {
-    this.port = port;
-    this.env = env;
-    this.logFile = logFile;
-  }
-
-  async start(): Promise<void> {
-    const log = createWriteStream(this.logFile, { flags: 'a' });
-    const child = spawn(process.execPath, ['dequeuer/main.ts'], { env: { ...this.env, PORT: String(this.port) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.pipe(log);
-    child.stderr!.pipe(log);
-    this.child = child;
-    this.pids.push(child.pid!);
-    await until(async () => (await fetch(`http://127.0.0.1:${this.port}/readyz`).catch(() => undefined))?.status === 200, 30_000, `dequeuer on ${this.port} ready`);
-  }
-
-  /** Sends `signal` and resolves when the process exited. */
-  async kill(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    process.kill(child.pid!, signal);
-    await exited;
-    this.child = undefined;
-  }
-}
-
 /**
  * Plan F3 (a dequeuer SIGKILLed mid-processing, 5 rounds) and F3b (rolling SIGTERM of each dequeuer,
  * 5 rounds, with sync traffic): 2 dequeuer processes, stub 200 ms, the enqueuer in this process.
@@ -60,7 +25,7 @@ describe('dequeuer processes killed and restarted (plan F3, F3b)', () => {
   const url = brokerUrl();
   let stack: Stack;
   let dir: string;
-  const workers: DequeuerProcess[] = [];
+  const workers: ServiceProcess[] = [];
 
   beforeAll(async () => {
     stack = await Stack.start({ url, prefix: uniquePrefix('worker restarts'), startDequeuer: false, services: { echo: { url: '{DEMO}', work: { prefetch: PREFETCH } } } });
@@ -71,7 +36,7 @@ describe('dequeuer processes killed and restarted (plan F3, F3b)', () => {
       SERVICES_JSON: JSON.stringify({ services: stack.dequeuerConfig.services }), HOST: '127.0.0.1', HEARTBEAT_S: '5', LOG_LEVEL: 'warn', SHUTDOWN_GRACE_MS: '10000',
     };
     const ports = await freePorts(2);
-    for (let i = 0; i < 2; i++) workers.push(new DequeuerProcess(ports[i]!, env, join(dir, `dequeuer-${i}.log`)));
+    for (let i = 0; i < 2; i++) workers.push(new ServiceProcess('dequeuer/main.ts', ports[i]!, env, join(dir, `dequeuer-${i}.log`)));
     await Promise.all(workers.map((w) => w.start()));
   });
   afterAll(async () => {

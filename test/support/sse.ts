@@ -1,3 +1,5 @@
+import { expect } from 'vitest';
+
 /** One server-sent event as a test reads it. */
 export interface SseEvent {
   event: string;
@@ -57,3 +59,36 @@ export async function until<T>(fn: () => Promise<T | undefined> | T | undefined,
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** `<offset>-<index>` SSE ids compared as the events stream orders them. */
+export function idKey(id: string | undefined): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(id ?? '');
+  if (!m) throw new Error(`not a stream event id: ${id}`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** Whether the events' stream ids strictly increase. */
+export function ascending(events: readonly SseEvent[]): boolean {
+  return events.every((e, i) => {
+    if (i === 0) return true;
+    const [a, b] = [idKey(events[i - 1]!.id), idKey(e.id)];
+    return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  });
+}
+
+/**
+ * Asserts a job's transitions as a stream shows them: the full sequence, except that a `retrying` the
+ * dequeuer confirmed only after the next attempt had started may be skipped (streams are monotonic per
+ * job, like the store).
+ */
+export function expectProgress(seen: readonly string[], full: readonly string[]): void {
+  expect(seen.filter((s) => !s.startsWith('retrying:'))).toEqual(full.filter((s) => !s.startsWith('retrying:')));
+  let i = 0;
+  for (const s of seen) {
+    while (i < full.length && full[i] !== s) i++;
+    expect(i, `${s} out of order in ${seen.join(', ')}`).toBeLessThan(full.length);
+  }
+}
+
+/** `<job id>:<event>:<attempts>` of a job event, for comparing sequences. */
+export const label = (e: SseEvent): string => `${String(e.data.id)}:${e.event}:${String(e.data.attempts)}`;

@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
+import { afterAll, beforeAll } from 'vitest';
 import { connect } from 'amqplib';
 import { pino, type Logger } from 'pino';
 import { DemoDownstream } from '../../demo/demo-downstream.ts';
 import { Dequeuer } from '../../dequeuer/dequeuer.ts';
+import { startPrivateNode, type PrivateNode } from '../../scripts/lib/rabbit-node.ts';
 import { loadDequeuerConfig, type DequeuerConfig } from '../../dequeuer/config.ts';
 import { Enqueuer } from '../../enqueuer/enqueuer.ts';
 import { loadEnqueuerConfig, type EnqueuerConfig } from '../../enqueuer/config.ts';
@@ -114,4 +116,22 @@ export async function deleteTopology(url: string, topology: Topology): Promise<v
   } finally {
     await conn.close().catch(() => {});
   }
+}
+
+/**
+ * Registers, for the enclosing `describe`, a private broker node (heartbeat 5 s) and a Stack on it
+ * (prefix `gw`), so its tests may kill, stop or pause that broker; both are torn down after it.
+ * Read `.node` and `.stack` inside the tests.
+ */
+export function stackOnPrivateNode(): { readonly node: PrivateNode; readonly stack: Stack } {
+  const env = {} as { node: PrivateNode; stack: Stack };
+  beforeAll(async () => {
+    env.node = await startPrivateNode({ config: { heartbeat: 5 } });
+    env.stack = await Stack.start({ url: env.node.url, prefix: 'gw' });
+  });
+  afterAll(async () => {
+    await env.stack?.stop(env.node.url).catch(() => {});
+    await env.node?.destroy();
+  });
+  return env;
 }
