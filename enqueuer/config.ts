@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { SyncEnvelopeVersion } from '../shared/envelope.ts';
 import { brokerEnvShape, brokerSettings, envInt, parseEnv, type BrokerSettings } from '../shared/config/env.ts';
 import { ConfigError, deepFreeze, loadServices, type Services } from '../shared/config/services.ts';
 import { loadKeysFile, type KeysFile, type TenantLimits } from './security/api-keys.ts';
@@ -23,6 +24,8 @@ export const enqueuerEnvShape = {
   MAX_WAIT_MS: envInt(100, 3_600_000, 120_000),
   /** Confirm channels, each with its own direct reply-to consumer (1: measured best, docs/adr/1402). @default 1 */
   REPLY_CHANNELS: envInt(1, 64, 1),
+  /** Message contract of sync requests: 2 (compact, docs/adr/1403) or 1 while dequeuers older than v2 still consume (docs/upgrading.md). @default 2 */
+  SYNC_ENVELOPE_VERSION: z.enum(['1', '2']).default('2'),
   /** A publish not confirmed in this time answers 503 (ms). @default 5000 */
   PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),
   /** Unconfirmed publishes per channel before new ones get 503. @default 1024 */
@@ -155,6 +158,7 @@ export interface EnqueuerConfig extends BrokerSettings {
   defaultWaitMs: number;
   maxWaitMs: number;
   replyChannels: number;
+  syncEnvelopeVersion: SyncEnvelopeVersion;
   publishTimeoutMs: number;
   publishWindow: number;
   shutdownGraceMs: number;
@@ -204,6 +208,7 @@ export function loadEnqueuerConfig(env: NodeJS.ProcessEnv): EnqueuerConfig {
     defaultWaitMs: Math.min(e.DEFAULT_WAIT_MS, e.MAX_WAIT_MS),
     maxWaitMs: e.MAX_WAIT_MS,
     replyChannels: e.REPLY_CHANNELS,
+    syncEnvelopeVersion: e.SYNC_ENVELOPE_VERSION === '1' ? 1 : 2,
     publishTimeoutMs: e.PUBLISH_TIMEOUT_MS,
     publishWindow: e.PUBLISH_WINDOW,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

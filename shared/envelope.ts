@@ -9,6 +9,16 @@ import { isErrorCode, type ErrorCode } from './errors.ts';
  */
 export const ENVELOPE_VERSION = 1;
 
+/**
+ * Compact sync request, contract v2 (docs/adr/1403): the fields of a sync request packed into one
+ * JSON header (`gw-sync`) beside `gw-v` and `gw-tenant` (the dequeuer's fair scheduler reads the
+ * tenant before decoding). Async jobs stay v1: the DLQ API and replays read their headers one by one.
+ * Dequeuers read both versions; enqueuers send v2 unless `SYNC_ENVELOPE_VERSION=1` (set it while
+ * older dequeuers still consume, see docs/upgrading.md).
+ */
+export const SYNC_ENVELOPE_VERSION = 2;
+export type SyncEnvelopeVersion = 1 | 2;
+
 export const HEADER = {
   version: 'gw-v',
   mode: 'gw-mode',
@@ -31,6 +41,7 @@ export const HEADER = {
   errorDetail: 'gw-error-detail',
   retryAfterS: 'gw-retry-after-s',
   priority: 'gw-priority',
+  sync: 'gw-sync',
 } as const;
 
 /** `sync`: a caller waits on direct reply-to. `async`: a persistent job. */
@@ -82,8 +93,12 @@ export type PublishOptions = Options.Publish & { messageId: string };
  * parses them, so each one is CPU on both sides of the hot path. Async jobs keep them all (they are
  * stored, dead-lettered and shown by the DLQ API).
  */
-export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; expirationMs?: number } = {}): PublishOptions {
+export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; expirationMs?: number; syncVersion?: SyncEnvelopeVersion } = {}): PublishOptions {
   const sync = env.mode === 'sync';
+  // v2 has no place for what a sync request never has (a retry's attempt and errors, a priority): such a message stays v1.
+  if (sync && extra.syncVersion === SYNC_ENVELOPE_VERSION && env.attempt === 1 && env.priority === undefined && env.firstFailedAt === undefined && env.lastError === undefined) {
+    return encodeSyncV2(env, extra);
+  }
   const headers: Record<string, unknown> = {
     [HEADER.version]: ENVELOPE_VERSION,
     [HEADER.mode]: env.mode,
@@ -121,9 +136,79 @@ export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; e
   return options;
 }
 
+/**
+ * `gw-sync` is `[requestId, service, method, path, query, headers, enqueuedAt, deadline, traceparent,
+ * tracestate]` (null for an absent optional). One JSON value where v1 has twelve header fields:
+ * amqplib encodes (and decodes) one table entry instead of twelve, and the broker parses a
+ * three-entry table (ADR 1403). A sync request is never retried, so its attempt is always 1.
+ */
+function encodeSyncV2(env: RequestEnvelope, extra: { replyTo?: string; expirationMs?: number }): PublishOptions {
+  const fields = [env.requestId, env.service, env.method, env.path, env.query, env.headers, env.enqueuedAt, env.deadline ?? null, env.traceparent ?? null, env.tracestate ?? null];
+  const options: PublishOptions = {
+    messageId: env.jobId,
+    persistent: false,
+    headers: { [HEADER.version]: SYNC_ENVELOPE_VERSION, [HEADER.tenant]: env.tenant, [HEADER.sync]: JSON.stringify(fields) },
+  };
+  const contentType = env.headers['content-type'];
+  if (contentType) options.contentType = contentType;
+  if (extra.replyTo) options.replyTo = extra.replyTo;
+  if (extra.expirationMs !== undefined) options.expiration = String(Math.max(1, Math.ceil(extra.expirationMs)));
+  return options;
+}
+
+function decodeSyncV2(msg: Message, h: Record<string, unknown>): RequestEnvelope {
+  const jobId = str(msg.properties.messageId, 'messageId');
+  let f: unknown;
+  try {
+    f = JSON.parse(str(h[HEADER.sync], HEADER.sync));
+  } catch (err) {
+    if (err instanceof EnvelopeError) throw err;
+    throw new EnvelopeError(`bad ${HEADER.sync}`);
+  }
+  if (!Array.isArray(f) || f.length !== 10) throw new EnvelopeError(`bad ${HEADER.sync}`);
+  const [requestId, service, method, path, query, headers, enqueuedAt, deadline, traceparent, tracestate] = f as unknown[];
+  const bad = (what: string): never => {
+    throw new EnvelopeError(`bad ${HEADER.sync}: ${what}`);
+  };
+  if (typeof requestId !== 'string') bad('requestId');
+  if (typeof service !== 'string') bad('service');
+  if (typeof method !== 'string') bad('method');
+  if (typeof path !== 'string' || !path.startsWith('/')) bad('path');
+  if (typeof query !== 'string') bad('query');
+  if (!isStringRecord(headers)) bad('headers');
+  if (!Number.isSafeInteger(enqueuedAt) || (enqueuedAt as number) < 0) bad('enqueuedAt');
+  if (deadline !== null && (!Number.isSafeInteger(deadline) || (deadline as number) < 0)) bad('deadline');
+  if (traceparent !== null && typeof traceparent !== 'string') bad('traceparent');
+  if (tracestate !== null && typeof tracestate !== 'string') bad('tracestate');
+  const env: RequestEnvelope = {
+    jobId,
+    requestId: requestId as string,
+    service: service as string,
+    mode: 'sync',
+    method: method as string,
+    path: path as string,
+    query: query as string,
+    headers: headers as Record<string, string>,
+    tenant: str(h[HEADER.tenant], HEADER.tenant),
+    attempt: 1,
+    enqueuedAt: enqueuedAt as number,
+    body: msg.content,
+  };
+  if (deadline !== null) env.deadline = deadline as number;
+  if (traceparent) env.traceparent = traceparent as string;
+  if (tracestate) env.tracestate = tracestate as string;
+  return env;
+}
+
+function isStringRecord(v: unknown): v is Record<string, string> {
+  return !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+}
+
+/** Reads contract v1 (every message) and v2 (compact sync requests). */
 export function decodeRequest(msg: Message): RequestEnvelope {
   const p = msg.properties;
   const h = (p.headers ?? {}) as Record<string, unknown>;
+  if (h[HEADER.version] === SYNC_ENVELOPE_VERSION) return decodeSyncV2(msg, h);
   if (h[HEADER.version] !== ENVELOPE_VERSION) throw new EnvelopeError(`unsupported envelope version ${String(h[HEADER.version])}`);
   const jobId = str(p.messageId, 'messageId');
   const mode = str(h[HEADER.mode], HEADER.mode);
@@ -136,9 +221,7 @@ export function decodeRequest(msg: Message): RequestEnvelope {
   } catch {
     throw new EnvelopeError(`bad ${HEADER.headers}`);
   }
-  if (!headers || typeof headers !== 'object' || Array.isArray(headers) || !Object.values(headers).every((v) => typeof v === 'string')) {
-    throw new EnvelopeError(`bad ${HEADER.headers}`);
-  }
+  if (!isStringRecord(headers)) throw new EnvelopeError(`bad ${HEADER.headers}`);
   const env: RequestEnvelope = {
     jobId,
     requestId: str(h[HEADER.requestId], HEADER.requestId),

@@ -20,7 +20,7 @@ import type { Admission } from './admission.ts';
 import { answerJob, responseHeaders, syncReply } from './answers.ts';
 import type { Accepted, Reply, SubmitRequest } from './types.ts';
 
-export type SubmitterConfig = Pick<EnqueuerConfig, 'maxWaitMs' | 'publishTimeoutMs' | 'idempotencyWaitMs' | 'idempotencyTtlMs' | 'maxDelayedPerTenant' | 'services'>;
+export type SubmitterConfig = Pick<EnqueuerConfig, 'maxWaitMs' | 'publishTimeoutMs' | 'idempotencyWaitMs' | 'idempotencyTtlMs' | 'maxDelayedPerTenant' | 'services' | 'syncEnvelopeVersion'>;
 
 export interface SubmitterOptions {
   config: SubmitterConfig;
@@ -99,7 +99,7 @@ export class Submitter {
       gauge.inc();
       let reply: ReplyEnvelope;
       try {
-        reply = await admission.track(replies.request(topology.names.workExchange, rpc.routingKey, env.body, encodeRequest(env, { expirationMs: waitMs }), waitMs));
+        reply = await admission.track(replies.request(topology.names.workExchange, rpc.routingKey, env.body, encodeRequest(env, { expirationMs: waitMs, syncVersion: config.syncEnvelopeVersion }), waitMs));
       } catch (err) {
         if ((err as GatewayError).code === 'GW_ERR_REPLY_TIMEOUT') metrics.replyTimeouts.labels(env.service).inc();
         throw err;
