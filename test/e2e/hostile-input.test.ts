@@ -1,6 +1,7 @@
 import { connect, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PROBLEM_TYPE_BASE } from '../../shared/errors.ts';
+import { decodeRequest } from '../../shared/envelope.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { HOSTILE_REPLY_KINDS, HostileDownstream } from '../support/hostile-downstream.ts';
 import { rawRequest, type RawAnswer } from '../support/raw-http.ts';
@@ -150,15 +151,18 @@ describe('hostile input (RELIABILITY.md F10)', () => {
       expect(names.filter((h) => !h.startsWith('gw-') && h !== 'traceparent' && h !== 'tracestate')).toEqual([]);
       expect(names.some((h) => /^(cc|bcc|x-|user-id)/i.test(h))).toBe(false);
       expect(m.properties.userId).toBeUndefined();
+      // Tenant and attempt as the dequeuer reads them (contract v1 for jobs, v2 for sync requests, ADR 1403).
+      const env = decodeRequest(m);
       expect(m.properties.headers?.['gw-tenant']).toBe('default');
-      expect(m.properties.headers?.['gw-attempt']).toBe(1);
+      expect(env.tenant).toBe('default');
+      expect(env.attempt).toBe(1);
       const id = m.properties.messageId as string;
       perId.set(id, (perId.get(id) ?? 0) + 1);
     }
     expect([...perId.values()].every((n) => n === 1)).toBe(true);
     const finalCalls = stack.demo.callsByKey();
     for (const m of spied) {
-      if (m.properties.headers?.['gw-service'] === 'echo') expect(finalCalls.get(m.properties.messageId as string)).toBe(1);
+      if (decodeRequest(m).service === 'echo') expect(finalCalls.get(m.properties.messageId as string)).toBe(1);
     }
   });
 });

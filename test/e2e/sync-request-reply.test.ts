@@ -1,4 +1,5 @@
 import { connect } from 'amqplib';
+import { decodeRequest } from '../../shared/envelope.ts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
 import { Stack } from '../support/stack.ts';
@@ -161,7 +162,8 @@ describe('sync request-reply through RabbitMQ', () => {
       expect(headerNames.every((h) => h.startsWith('gw-') || h === 'traceparent' || h === 'tracestate')).toBe(true);
       expect(msg.properties.userId).toBeUndefined();
       expect(msg.properties.replyTo).toMatch(/^amq\.rabbitmq\.reply-to/);
-      const forwarded = Object.keys(JSON.parse(msg.properties.headers!['gw-headers'] as string) as object);
+      // The forwarded headers as the dequeuer reads them (inside gw-sync since contract v2, ADR 1403).
+      const forwarded = Object.keys(decodeRequest(msg).headers);
       expect(forwarded.every((h) => stack.enqueuerConfig.services.echo!.forwardRequestHeaders.includes(h))).toBe(true);
       for (const hostile of ['cc', 'bcc', 'x-death', 'user-id', 'reply-to', 'correlation-id', 'expiration']) expect(forwarded).not.toContain(hostile);
     }
