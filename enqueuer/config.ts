@@ -24,7 +24,7 @@ export const enqueuerEnvShape = {
   MAX_WAIT_MS: envInt(100, 3_600_000, 120_000),
   /** Confirm channels, each with its own direct reply-to consumer (1: measured best, docs/adr/1402). @default 1 */
   REPLY_CHANNELS: envInt(1, 64, 1),
-  /** Message contract of sync requests: 2 (compact, docs/adr/1403) or 1 while dequeuers older than v2 still consume (docs/upgrading.md). @default 2 */
+  /** Message contract of sync requests: 2 (compact, docs/adr/1403) or 1 while dequeuers older than v2 still consume (docs/operations.md). @default 2 */
   SYNC_ENVELOPE_VERSION: z.enum(['1', '2']).default('2'),
   /** A publish not confirmed in this time answers 503 (ms). @default 5000 */
   PUBLISH_TIMEOUT_MS: envInt(100, 60_000, 5000),

@@ -14,7 +14,7 @@ export const ENVELOPE_VERSION = 1;
  * JSON header (`gw-sync`) beside `gw-v` and `gw-tenant` (the dequeuer's fair scheduler reads the
  * tenant before decoding). Async jobs stay v1: the DLQ API and replays read their headers one by one.
  * Dequeuers read both versions; enqueuers send v2 unless `SYNC_ENVELOPE_VERSION=1` (set it while
- * older dequeuers still consume, see docs/upgrading.md).
+ * older dequeuers still consume, docs/operations.md, "Upgrading to compact sync messages").
  */
 export const SYNC_ENVELOPE_VERSION = 2;
 export type SyncEnvelopeVersion = 1 | 2;
