@@ -129,11 +129,7 @@ export function encodeRequest(env: RequestEnvelope, extra: { replyTo?: string; e
       persistent: true,
       headers,
     };
-  const contentType = env.headers['content-type'];
-  if (contentType) options.contentType = contentType;
-  if (extra.replyTo) options.replyTo = extra.replyTo;
-  if (extra.expirationMs !== undefined) options.expiration = String(Math.max(1, Math.ceil(extra.expirationMs)));
-  return options;
+  return withDelivery(options, env, extra);
 }
 
 /**
@@ -149,6 +145,11 @@ function encodeSyncV2(env: RequestEnvelope, extra: { replyTo?: string; expiratio
     persistent: false,
     headers: { [HEADER.version]: SYNC_ENVELOPE_VERSION, [HEADER.tenant]: env.tenant, [HEADER.sync]: JSON.stringify(fields) },
   };
+  return withDelivery(options, env, extra);
+}
+
+/** The properties both versions set the same way: the forwarded content type, the reply address, the TTL. */
+function withDelivery(options: PublishOptions, env: RequestEnvelope, extra: { replyTo?: string; expirationMs?: number }): PublishOptions {
   const contentType = env.headers['content-type'];
   if (contentType) options.contentType = contentType;
   if (extra.replyTo) options.replyTo = extra.replyTo;
@@ -156,30 +157,31 @@ function encodeSyncV2(env: RequestEnvelope, extra: { replyTo?: string; expiratio
   return options;
 }
 
+function badSync(what: string): never {
+  throw new EnvelopeError(`bad ${HEADER.sync}: ${what}`);
+}
+
 function decodeSyncV2(msg: Message, h: Record<string, unknown>): RequestEnvelope {
   const jobId = str(msg.properties.messageId, 'messageId');
+  const text = str(h[HEADER.sync], HEADER.sync);
   let f: unknown;
   try {
-    f = JSON.parse(str(h[HEADER.sync], HEADER.sync));
-  } catch (err) {
-    if (err instanceof EnvelopeError) throw err;
-    throw new EnvelopeError(`bad ${HEADER.sync}`);
+    f = JSON.parse(text);
+  } catch {
+    badSync('not JSON');
   }
-  if (!Array.isArray(f) || f.length !== 10) throw new EnvelopeError(`bad ${HEADER.sync}`);
+  if (!Array.isArray(f) || f.length !== 10) badSync('not an array of 10');
   const [requestId, service, method, path, query, headers, enqueuedAt, deadline, traceparent, tracestate] = f as unknown[];
-  const bad = (what: string): never => {
-    throw new EnvelopeError(`bad ${HEADER.sync}: ${what}`);
-  };
-  if (typeof requestId !== 'string') bad('requestId');
-  if (typeof service !== 'string') bad('service');
-  if (typeof method !== 'string') bad('method');
-  if (typeof path !== 'string' || !path.startsWith('/')) bad('path');
-  if (typeof query !== 'string') bad('query');
-  if (!isStringRecord(headers)) bad('headers');
-  if (!Number.isSafeInteger(enqueuedAt) || (enqueuedAt as number) < 0) bad('enqueuedAt');
-  if (deadline !== null && (!Number.isSafeInteger(deadline) || (deadline as number) < 0)) bad('deadline');
-  if (traceparent !== null && typeof traceparent !== 'string') bad('traceparent');
-  if (tracestate !== null && typeof tracestate !== 'string') bad('tracestate');
+  if (typeof requestId !== 'string') badSync('requestId');
+  if (typeof service !== 'string') badSync('service');
+  if (typeof method !== 'string') badSync('method');
+  if (typeof path !== 'string' || !path.startsWith('/')) badSync('path');
+  if (typeof query !== 'string') badSync('query');
+  if (!isStringRecord(headers)) badSync('headers');
+  if (!Number.isSafeInteger(enqueuedAt) || (enqueuedAt as number) < 0) badSync('enqueuedAt');
+  if (deadline !== null && (!Number.isSafeInteger(deadline) || (deadline as number) < 0)) badSync('deadline');
+  if (traceparent !== null && typeof traceparent !== 'string') badSync('traceparent');
+  if (tracestate !== null && typeof tracestate !== 'string') badSync('tracestate');
   const env: RequestEnvelope = {
     jobId,
     requestId: requestId as string,
