@@ -206,11 +206,16 @@ describe('SSE resume beyond the replay log, from the events stream', () => {
     expect(job.map((e) => e.event)).toEqual(['reset']);
     expect(job[0]!.data).toMatchObject({ id: oldJobId, state: 'succeeded' });
     // The tenant stream: reset first (id: the replica's position), then the live transitions.
-    let liveId = '';
-    const tenant = read('/v1/events', KEY_A, (seen) => seen.some((e) => e.data.id === liveId && e.event === 'succeeded'), { 'last-event-id': oldTenantEventId });
-    await until(() => stack.enqueuer.hub.listeners >= 1 || undefined, 10_000);
-    liveId = await post(KEY_A, '/echo');
+    // The live job is submitted once the reset arrived: the subscription is then in place (a listener
+    // count could still include the job stream's, closing). Tenant A has no other job in flight.
+    let live: Promise<string> | undefined;
+    const tenant = read('/v1/events', KEY_A, (seen) => {
+      if (!live && seen[0]?.event === 'reset') live = post(KEY_A, '/echo');
+      return seen.some((e) => e.event === 'succeeded');
+    }, { 'last-event-id': oldTenantEventId });
     const events = await tenant;
+    expect(live).toBeDefined();
+    const liveId = await live!;
     expect(events[0]!.event).toBe('reset');
     expect(idKey(events[0]!.id)[0]).toBeGreaterThan(oldOffset);
     expect(events.slice(1).map((e) => `${String(e.data.id)}:${e.event}`)).toEqual([`${liveId}:queued`, `${liveId}:running`, `${liveId}:succeeded`]);
