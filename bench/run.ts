@@ -21,7 +21,7 @@ import { runRawDrain } from './baselines/raw-drain.ts';
 import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
 import { runRawRpc } from './baselines/raw-rpc.ts';
 import { pidListeningOn, startCpuWindow, type CpuRole } from './lib/cpu.ts';
-import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueState, rawNames } from './lib/broker.ts';
+import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueProbe, queueState, rawNames } from './lib/broker.ts';
 import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
 import { httpLoad, PAYLOAD_1KIB, probeStatus } from './lib/load.ts';
 import { freePort, histogramBuckets, metricValue, ProcessGroup, quantileBetween, rssBytes, scrape, sleep, waitHttpOk, type Child } from './lib/processes.ts';
@@ -602,15 +602,20 @@ async function drainRun(count: number): Promise<RunResult> {
   let startedMs: number | undefined;
   let endCpu: ((ops: number) => RunResult['cpu']) | undefined;
   let left = queued;
-  while (Date.now() < untilMs) {
-    const st = await queueState(url, queue);
-    left = st.messages;
-    if (startedMs === undefined && (st.consumers > 0 || st.messages < queued)) {
-      startedMs = Date.now();
-      endCpu = startCpuWindow(gatewayRoles());
+  const probe = await queueProbe(url);
+  try {
+    while (Date.now() < untilMs) {
+      const st = await probe.state(queue);
+      left = st.messages;
+      if (startedMs === undefined && (st.consumers > 0 || st.messages < queued)) {
+        startedMs = Date.now();
+        endCpu = startCpuWindow(gatewayRoles());
+      }
+      if (startedMs !== undefined && st.messages === 0) break;
+      await sleep(50);
     }
-    if (startedMs !== undefined && st.messages === 0) break;
-    await sleep(50);
+  } finally {
+    await probe.close();
   }
   const cpu = endCpu?.(queued - left);
   await waitHttpOk(`http://127.0.0.1:${dequeuerPorts[0]}/readyz`, 30_000, child);
