@@ -13,6 +13,8 @@ import amqp from 'amqplib';
 import { cpuSeconds, pidListeningOn } from './lib/cpu.ts';
 
 const DURATION_MS = Number(process.env.PROBE_DURATION_MS ?? 5000);
+/** The consumer acks every Nth message with `multiple` (1: each message). */
+const ACK_EVERY = Number(process.env.PROBE_ACK_EVERY ?? 1);
 type QueueType = 'stream' | 'quorum';
 interface Case { type: QueueType; bytes: number; ratePerS: number }
 
@@ -40,7 +42,7 @@ async function probe(url: string, pid: number, c: Case): Promise<{ sent: number;
     await sub.consume(queue, (msg) => {
       if (!msg) return;
       received++;
-      sub.ack(msg);
+      if (received % ACK_EVERY === 0) sub.ack(msg, true);
     }, { noAck: false, ...(c.type === 'stream' ? { arguments: { 'x-stream-offset': 'next' } } : {}) });
     await sleep(500);
     const body = Buffer.alloc(c.bytes, 'a');
