@@ -8,6 +8,7 @@
  *
  *   node bench/broker-rate-probe.ts                    # the default cases, 5 s each, on RABBITMQ_URL or the local broker
  *   node bench/broker-rate-probe.ts stream 23000 210   # one case: queue type, bytes per message, messages per second
+ *   PROBE_ACK_EVERY=50 node bench/broker-rate-probe.ts stream 23000 210   # the consumer acks every 50th (multiple)
  */
 import amqp from 'amqplib';
 import { cpuSeconds, pidListeningOn } from './lib/cpu.ts';
