@@ -20,7 +20,7 @@ export interface StreamReaderOptions {
    * Acknowledge every this many messages at once (`multiple`), the rest after {@link ACK_IDLE_MS}:
    * a stream's acks are only credit, and each one is a round of work for the broker
    * (`npm run bench:broker-rate`: acking every 50th of 210 stream messages/s took 40-46 ms of broker
-   * CPU per second off 220-284). Must stay below `prefetch`. @default 50
+   * CPU per second off 220-284). Clamped below `prefetch`. @default 50
    */
   ackEvery?: number;
   /** Where the first connection starts (later ones resume after the last message handled). */
