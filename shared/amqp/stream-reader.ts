@@ -16,13 +16,6 @@ export interface StreamReaderOptions {
   stream: string;
   /** Unacknowledged messages the broker may send ahead (a stream consumer needs a prefetch). @default 500 */
   prefetch?: number;
-  /**
-   * Acknowledge every this many messages at once (`multiple`), the rest after {@link ACK_IDLE_MS}:
-   * a stream's acks are only credit, and each one is a round of work for the broker
-   * (`npm run bench:broker-rate`: acking every 50th of 210 stream messages/s took 40-46 ms of broker
-   * CPU per second off 220-284). Clamped below `prefetch`. @default 50
-   */
-  ackEvery?: number;
   /** Where the first connection starts (later ones resume after the last message handled). */
   start: () => StreamStart | Promise<StreamStart>;
   /** Each message once, in offset order; a throw is logged and the message counts as handled. */
@@ -30,9 +23,6 @@ export interface StreamReaderOptions {
   /** Retention dropped messages this reader had not read: it asked for `asked` and got `got`. */
   onGap?: (asked: number, got: number) => void;
 }
-
-/** How long an acknowledgement may wait for {@link StreamReaderOptions.ackEvery} messages (well below any consumer_timeout). */
-export const ACK_IDLE_MS = 200;
 
 /**
  * Reads a RabbitMQ stream over AMQP 0-9-1 by offset (docs/adr/1100-events-on-a-stream.md), on a
@@ -48,17 +38,12 @@ export const ACK_IDLE_MS = 200;
 export class StreamReader {
   readonly connection: BrokerConnection;
   #o: StreamReaderOptions;
-  #ackEvery: number;
-  /** The newest delivery not acknowledged yet, on the channel that delivered it, and how many are behind it. */
-  #unacked: { channel: Channel; msg: ConsumeMessage; count: number } | undefined;
-  #ackTimer: NodeJS.Timeout | undefined;
   #last: number | undefined;
   #first: number | undefined;
   #asked: number | undefined;
 
   constructor(o: StreamReaderOptions) {
     this.#o = o;
-    this.#ackEvery = Math.max(1, Math.min(o.ackEvery ?? 50, (o.prefetch ?? 500) - 1));
     this.connection = o.open((connection) => this.#setup(connection));
   }
 
@@ -81,30 +66,7 @@ export class StreamReader {
   }
 
   close(): Promise<void> {
-    this.#ackPending();
     return this.connection.close();
-  }
-
-  /** Acknowledges `msg` and every earlier delivery of its channel once {@link ackEvery} are pending (else soon). */
-  #ack(channel: Channel, msg: ConsumeMessage): void {
-    const count = this.#unacked?.channel === channel ? this.#unacked.count + 1 : 1;
-    this.#unacked = { channel, msg, count };
-    if (count >= this.#ackEvery) this.#ackPending();
-    else this.#ackTimer ??= setTimeout(() => this.#ackPending(), ACK_IDLE_MS).unref();
-  }
-
-  #ackPending(): void {
-    if (this.#ackTimer) clearTimeout(this.#ackTimer);
-    this.#ackTimer = undefined;
-    const pending = this.#unacked;
-    this.#unacked = undefined;
-    if (!pending) return;
-    try {
-      pending.channel.ack(pending.msg, true);
-    } catch (err) {
-      // The channel closed meanwhile: its deliveries' credit went with it; nothing to settle.
-      this.#o.logger.debug({ err, stream: this.#o.stream }, 'stream ack on a closed channel skipped');
-    }
   }
 
   async #setup(connection: ChannelModel): Promise<void> {
@@ -113,7 +75,6 @@ export class StreamReader {
     channel.on('close', () => {
       // A channel-level close with the connection up would leave this reader deaf: close the
       // connection so BrokerConnection reconnects and resumes from the last offset.
-      if (this.#unacked?.channel === channel) this.#unacked = undefined;
       if (this.connection.connection === connection) void connection.close().catch(() => {});
     });
     await channel.prefetch(this.#o.prefetch ?? 500);
@@ -128,12 +89,12 @@ export class StreamReader {
     const offset = msg.properties.headers?.['x-stream-offset'];
     if (typeof offset !== 'number') {
       this.#o.logger.warn({ stream: this.#o.stream }, 'stream delivery without x-stream-offset ignored');
-      this.#ack(channel, msg);
+      channel.ack(msg);
       return;
     }
     // A consumer may start at the beginning of the chunk holding the offset asked for.
     if (this.#last !== undefined && offset <= this.#last) {
-      this.#ack(channel, msg);
+      channel.ack(msg);
       return;
     }
     if (this.#asked !== undefined) {
@@ -144,7 +105,7 @@ export class StreamReader {
       }
       if (offset >= this.#asked) this.#asked = undefined;
       else {
-        this.#ack(channel, msg);
+        channel.ack(msg);
         return;
       }
     }
@@ -155,6 +116,6 @@ export class StreamReader {
     } catch (err) {
       this.#o.logger.error({ err, stream: this.#o.stream, offset }, 'stream message handler failed');
     }
-    this.#ack(channel, msg);
+    channel.ack(msg);
   }
 }
