@@ -65,21 +65,17 @@ export async function queueProbe(url: string): Promise<{ state: (queue: string) 
   conn.on('error', () => undefined);
   const ch = await conn.createChannel();
   ch.on('error', () => undefined);
-  return {
-    state: async (queue) => {
-      const q = await ch.checkQueue(queue);
-      return { messages: q.messageCount, consumers: q.consumerCount };
-    },
-    close: () => conn.close().catch(() => undefined),
-  };
+  return { state: (queue) => depthOf(ch, queue), close: () => conn.close().catch(() => undefined) };
 }
 
 /** Ready messages and consumers of a queue. */
 export async function queueState(url: string, queue: string): Promise<{ messages: number; consumers: number }> {
-  return withChannel(url, async (ch) => {
-    const q = await ch.checkQueue(queue);
-    return { messages: q.messageCount, consumers: q.consumerCount };
-  });
+  return withChannel(url, (ch) => depthOf(ch, queue));
+}
+
+async function depthOf(ch: Channel, queue: string): Promise<{ messages: number; consumers: number }> {
+  const q = await ch.checkQueue(queue);
+  return { messages: q.messageCount, consumers: q.consumerCount };
 }
 
 /**
