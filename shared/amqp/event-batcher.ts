@@ -32,9 +32,8 @@ interface PendingRunning {
 
 /**
  * Collects the transitions a process produces and publishes them as one v2 batch message
- * (`{"v":2,"kind":"batch","events":[…]}`) when the first of them has waited `maxDelayMs` (by the
- * timer, or with the first transition added after that), or at once when `maxEvents` or `maxBytes`
- * is reached. Each event is encoded once, when added. A `running`
+ * (`{"v":2,"kind":"batch","events":[…]}`) when the first of them has waited `maxDelayMs`, or at once
+ * when `maxEvents` or `maxBytes` is reached. Each event is encoded once, when added. A `running`
  * transition still waiting when the same attempt's next transition arrives is folded into it
  * (`startedAt`): the broker and every reader get one event instead of two, and decoders expand it.
  */
@@ -79,9 +78,7 @@ export class EventBatcher {
     this.#parts.push(json);
     this.#count++;
     this.#bytes += json.length + 1;
-    // The age is checked on every add, not only by the timer: on a busy event loop the timer fires
-    // late (by the loop's lag, tens of ms at full load), while transitions keep arriving.
-    if (this.#count >= this.#o.maxEvents || this.#bytes >= this.#o.maxBytes || Date.now() - this.#firstAt >= this.#o.maxDelayMs) this.flush();
+    if (this.#count >= this.#o.maxEvents || this.#bytes >= this.#o.maxBytes) this.flush();
     else this.#timer ??= setTimeout(() => this.flush(), this.#o.maxDelayMs);
   }
 
