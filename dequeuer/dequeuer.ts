@@ -26,6 +26,7 @@ import { createWorkHandler } from './work-handler.ts';
 import { checkConsumerTimeouts, type ConsumerTimeoutFinding } from './consumer-timeout.ts';
 import { StreamReader } from '../shared/amqp/stream-reader.ts';
 import { CancellationSet, decodeCancellation } from '../shared/control/cancellation.ts';
+import { oldestKey } from '../shared/oldest-key.ts';
 
 const nextEventId = eventIdSource();
 
@@ -367,7 +368,7 @@ export class Dequeuer implements Lifecycle {
       } catch (err) {
         if ((err as { code?: number }).code === 404 || /\b404\b/.test((err as Error).message)) {
           this.#goneRequesters.add(replyTo);
-          if (this.#goneRequesters.size > GONE_REQUESTERS_MAX) this.#goneRequesters.delete(this.#goneRequesters.values().next().value!);
+          if (this.#goneRequesters.size > GONE_REQUESTERS_MAX) this.#goneRequesters.delete(oldestKey(this.#goneRequesters)!);
           return false;
         }
         if (/closed|ended/i.test((err as Error).message)) continue;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { GatewayError } from '../../shared/errors.ts';
+import { oldestKey } from '../../shared/oldest-key.ts';
 
 /** The answer a repeated request gets back. */
 export type IdempotentAnswer =
@@ -172,7 +173,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#bytes += bytes;
     // An answer larger than the whole bound evicts everything else and then itself: it is not kept.
     while (this.#entries.size > this.#maxKeys || (this.#bytes > this.#maxBytes && this.#entries.size > 0)) {
-      this.#delete(this.#entries.keys().next().value as string);
+      this.#delete(oldestKey(this.#entries)!);
       this.evictions++;
     }
   }

@@ -1,4 +1,5 @@
 import type { JobEvent } from '../../shared/events.ts';
+import { oldestKey } from '../../shared/oldest-key.ts';
 import { applyPatch, encodeCursor, eventPatch, indexMember, matchesQuery, type JobRecord, type ListPage, type ListQuery } from './job-record.ts';
 import type { JobStore, JobStoreLimits } from './job-store.ts';
 
@@ -74,7 +75,7 @@ export class MemoryJobStore implements JobStore {
     if (!current) this.#addToIndex(next);
     const maxBytes = this.#limits.maxBytes ?? Number.POSITIVE_INFINITY;
     while (this.#entries.size > this.#limits.maxJobs || (this.#bytes > maxBytes && this.#entries.size > 1)) {
-      this.#delete(this.#entries.keys().next().value as string);
+      this.#delete(oldestKey(this.#entries)!);
       this.evictions++;
     }
     return next;

@@ -13,6 +13,7 @@ import type { Guard } from '../security/guard.ts';
 import { StreamSlots } from '../events/stream-slots.ts';
 import { compareEventIds, formatEventId, parseEventId, type EventId, type ReplayLog } from '../events/replay-log.ts';
 import type { CatchUps } from '../events/catch-up.ts';
+import { oldestKey } from '../../shared/oldest-key.ts';
 
 /** What the SSE routes replay from on a `Last-Event-ID` (the enqueuer's events stream reader). */
 export interface EventReplay {
@@ -98,7 +99,7 @@ class Monotonic {
     this.#ranks.delete(e.jobId);
     this.#ranks.set(e.jobId, rank);
     // Bounded: the oldest jobs are forgotten first.
-    if (this.#ranks.size > 10_000) this.#ranks.delete(this.#ranks.keys().next().value as string);
+    if (this.#ranks.size > 10_000) this.#ranks.delete(oldestKey(this.#ranks)!);
     return true;
   }
 }

@@ -1,3 +1,5 @@
+import { oldestKey } from '../../shared/oldest-key.ts';
+
 /** A token bucket: `burst` tokens at most, refilled at `ratePerS` tokens per second. */
 export interface BucketPolicy {
   /** Name shown in the `RateLimit-Policy` / `RateLimit` headers (`tenant`, `client`, `auth`). */
@@ -78,7 +80,7 @@ export class MemoryBucketStore implements BucketStore {
     if (prev) this.#buckets.delete(key);
     this.#buckets.set(key, state);
     if (this.#buckets.size > this.#maxKeys) {
-      const oldest = this.#buckets.keys().next().value;
+      const oldest = oldestKey(this.#buckets);
       if (oldest !== undefined) this.#buckets.delete(oldest);
     }
     return result;

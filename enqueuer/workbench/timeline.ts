@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { rankOf } from '../jobs/job-record.ts';
 import { storeCall } from '../jobs/redis-job-store.ts';
 import type { JobEvent } from '../../shared/events.ts';
+import { oldestKey } from '../../shared/oldest-key.ts';
 
 /**
  * Every transition of a job (the job store keeps only the latest), for the job detail's timeline:
@@ -62,7 +63,7 @@ export class MemoryTimeline implements Timeline {
     this.#jobs.set(key, m);
     m.set(fieldOf(e), e);
     if (m.size > MAX_TRANSITIONS) m.delete(m.keys().next().value!);
-    if (this.#jobs.size > this.#maxJobs) this.#jobs.delete(this.#jobs.keys().next().value!);
+    if (this.#jobs.size > this.#maxJobs) this.#jobs.delete(oldestKey(this.#jobs)!);
   }
 
   async get(tenant: string, jobId: string): Promise<JobEvent[]> {
@@ -71,7 +72,7 @@ export class MemoryTimeline implements Timeline {
 
   async setRequest(tenant: string, jobId: string, request: JobRequestMeta): Promise<void> {
     this.#requests.set(`${tenant}\u0000${jobId}`, request);
-    if (this.#requests.size > this.#maxJobs) this.#requests.delete(this.#requests.keys().next().value!);
+    if (this.#requests.size > this.#maxJobs) this.#requests.delete(oldestKey(this.#requests)!);
   }
 
   async request(tenant: string, jobId: string): Promise<JobRequestMeta | undefined> {

@@ -1,3 +1,5 @@
+import { oldestKey } from '../oldest-key.ts';
+
 /**
  * A job cancellation as recorded on the cancellation stream (docs/adr/1600-dashboard-dlq-workbench-cancel.md):
  * the enqueuer publishes it (confirmed) before answering the cancel; every dequeuer replica reads
@@ -47,7 +49,7 @@ export class CancellationSet {
     const key = `${c.tenant}\u0000${c.jobId}`;
     this.#ids.delete(key);
     this.#ids.set(key, c.at);
-    if (this.#ids.size > this.#max) this.#ids.delete(this.#ids.keys().next().value!);
+    if (this.#ids.size > this.#max) this.#ids.delete(oldestKey(this.#ids)!);
   }
 
   has(tenant: string, jobId: string): boolean {
