@@ -32,14 +32,19 @@ const ROOT = resolve(import.meta.dirname, '..');
 const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-publish-draining', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
 type ScenarioName = (typeof ALL)[number];
 
+// BENCH_SERVICE_JSON merges into the echo service's settings, for sweeps (e.g. '{"work":{"prefetch":64}}').
+const serviceOverrides = JSON.parse(process.env.BENCH_SERVICE_JSON ?? '{}') as Record<string, unknown>;
+// The raw consumers take the gateway's work prefetch (its default, or the sweep's), so both sides of a ratio run at the same one.
+const WORK_PREFETCH = parseServices({ services: { echo: { url: 'http://127.0.0.1:1', ...serviceOverrides } } }).echo!.work.prefetch;
+
 const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario' }> = {
   direct: { title: 'autocannon → plain node:http echo (no gateway)', kind: 'baseline' },
   'raw-rpc': { title: 'amqplib request-reply, direct reply-to, 64 in flight → consumer (prefetch 64 as rpc.prefetch, undici) → echo', kind: 'baseline' },
   'express-pipeline': { title: 'minimal Express 5 front, shared direct reply-to, no confirms → amqplib consumer (prefetch 64, undici) → echo', kind: 'baseline' },
   'express-confirms': { title: 'the same pipeline with mandatory publishes and publisher confirms (fails fast like the gateway)', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
-  'raw-publish-draining': { title: 'the same publishes while a consumer process (prefetch 20, POST to echo + ack) drains the queue', kind: 'baseline' },
-  'raw-drain': { title: 'amqplib consumer, prefetch 20, POST to echo + ack', kind: 'baseline' },
+  'raw-publish-draining': { title: `the same publishes while a consumer process (prefetch ${WORK_PREFETCH} as work.prefetch, POST to echo + ack) drains the queue`, kind: 'baseline' },
+  'raw-drain': { title: `amqplib consumer, prefetch ${WORK_PREFETCH} as work.prefetch, POST to echo + ack`, kind: 'baseline' },
   sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
   scale: { title: 'sync with 2 enqueuers (32 clients each) and 2 dequeuers', kind: 'scenario' },
   soak: { title: 'sync at a steady rate, RSS / lag / correlation map sampled', kind: 'scenario' },
@@ -121,8 +126,6 @@ const dequeuerPorts = [await freePort(), await freePort()];
 const expressPort = await freePort();
 const confirmsPort = await freePort();
 const downstreamUrl = `http://127.0.0.1:${downstreamPort}`;
-// BENCH_SERVICE_JSON merges into the echo service's settings, for sweeps (e.g. '{"rpc":{"prefetch":64}}').
-const serviceOverrides = JSON.parse(process.env.BENCH_SERVICE_JSON ?? '{}') as Record<string, unknown>;
 const servicesDoc = { services: { echo: { url: downstreamUrl, ...serviceOverrides, work: { maxLength: S.workMaxLength, ...(serviceOverrides.work as object | undefined) } } } };
 // The broker in use, by the process listening on its AMQP port (other RabbitMQ nodes may run here).
 const brokerPid = (() => {
@@ -395,7 +398,7 @@ async function runAll(): Promise<void> {
     let rawDrainer: Child | undefined;
     if (has('raw-publish-draining')) {
       rawDrainer = group.spawnNode('raw-drain-consumer', join(ROOT, 'bench/baselines/raw-drain-consumer.ts'), {
-        ...baseEnv, QUEUE: raw.workQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '20',
+        ...baseEnv, QUEUE: raw.workQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: String(WORK_PREFETCH),
       });
       await waitForLine(rawDrainer, '"ready":true', 30_000);
     }
@@ -454,7 +457,7 @@ async function runAll(): Promise<void> {
       const filled = await fillQueue(url, raw.workQueue, body, count, S.drainMaxS);
       // The raw drain consumer runs inside the bench process: it is the worker here.
       return measured({ worker: process.pid, ...(brokerPid ? { broker: brokerPid } : {}), downstream: downstream!.pid }, () =>
-        runRawDrain({ url, queue: raw.workQueue, count: filled, prefetch: 20, downstreamUrl: `${downstreamUrl}/echo`, maxDurationS: S.drainMaxS }));
+        runRawDrain({ url, queue: raw.workQueue, count: filled, prefetch: WORK_PREFETCH, downstreamUrl: `${downstreamUrl}/echo`, maxDurationS: S.drainMaxS }));
     };
     await interleaved({
       'raw-drain': { warmup: () => rawDrainRun(Math.min(2000, S.drainJobs)), run: () => rawDrainRun(S.drainJobs) },
