@@ -177,7 +177,8 @@ export function createWorkHandler(deps: WorkHandlerDeps): (msg: ConsumeMessage, 
     if (downstream.state === 'open') return giveBack(env, ids, attempt, lane);
     const probe = downstream.state === 'half-open';
     metrics.attempts.inc({ service });
-    emit(env, ids, { state: 'running', attempt });
+    // Attempt 1 also says the job was queued: the enqueuer's `queued` can reach the stream after this.
+    emit(env, ids, attempt === 1 ? { state: 'running', attempt, queuedAt: env.enqueuedAt } : { state: 'running', attempt });
     inflight.inc();
     const started = process.hrtime.bigint();
     const startedAt = Date.now();

@@ -61,6 +61,20 @@ export interface JobEvent {
    * folded into this event (both were in one batch). {@link decodeEvents} expands it back.
    */
   startedAt?: number;
+  /**
+   * Set by the dequeuer on attempt 1's `running` (and on the event it is folded into): the job was
+   * queued at this time (the envelope's `enqueuedAt`). The enqueuer announces `queued` only once the
+   * broker confirmed the job, which can reach the stream after the dequeuer already ran it; decoders
+   * expand this into an {@link implied} `queued` just before the `running`, so a job's transitions
+   * are in order on every reader (docs/adr/1100-events-on-a-stream.md).
+   */
+  queuedAt?: number;
+  /**
+   * Set only by {@link decodeEvents}, never on the wire: a `queued` expanded from {@link queuedAt}. It
+   * repeats the enqueuer's own `queued` (before or after it): streams show whichever comes first;
+   * the store, timelines and counts keep the enqueuer's.
+   */
+  implied?: true;
 }
 
 export interface BreakerEvent {
@@ -150,20 +164,30 @@ export function decodeEvents(content: Buffer): DecodedEvents | undefined {
     for (const raw of m.events as unknown[]) {
       const e = validEvent(raw);
       if (!e) invalid++;
-      else if (e.kind === 'job' && e.startedAt !== undefined) {
-        const { startedAt, ...final } = e;
-        const running: JobEvent = { ...final, state: 'running', at: startedAt };
-        delete running.result;
-        delete running.error;
-        delete running.nextAttemptAt;
-        if (e.state !== 'running') events.push(running);
-        events.push(final);
-      } else events.push(e);
+      else if (e.kind === 'job') expand(e, events);
+      else events.push(e);
     }
     return { events, invalid };
   }
   const e = validEvent(o);
-  return e ? { events: [e], invalid: 0 } : undefined;
+  if (!e) return undefined;
+  const events: GatewayEvent[] = [];
+  if (e.kind === 'job') expand(e, events);
+  else events.push(e);
+  return { events, invalid: 0 };
+}
+
+/** Pushes a job event as the transitions it stands for: the implied `queued` and the folded `running` first. */
+function expand(e: JobEvent, out: GatewayEvent[]): void {
+  if (e.startedAt === undefined && e.queuedAt === undefined) {
+    out.push(e);
+    return;
+  }
+  const { startedAt, queuedAt, ...final } = e;
+  const { result: _r, error: _e, nextAttemptAt: _n, ...base } = final;
+  if (queuedAt !== undefined) out.push({ ...base, state: 'queued', attempt: 1, at: queuedAt, implied: true });
+  if (startedAt !== undefined && e.state !== 'running') out.push({ ...base, state: 'running', at: startedAt });
+  out.push(final);
 }
 
 function validEvent(e: unknown): GatewayEvent | undefined {
@@ -173,6 +197,8 @@ function validEvent(e: unknown): GatewayEvent | undefined {
   if (o.kind === 'job') {
     if (typeof o.jobId !== 'string' || typeof o.tenant !== 'string' || typeof o.attempt !== 'number') return undefined;
     if (!(JOB_STATES as readonly unknown[]).includes(o.state)) return undefined;
+    // Only the decoder marks an event implied.
+    delete o.implied;
     return o as unknown as JobEvent;
   }
   if (o.kind === 'breaker' && ['closed', 'half-open', 'open'].includes(o.state as string) && typeof o.retryAfterS === 'number') {

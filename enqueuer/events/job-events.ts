@@ -41,6 +41,8 @@ export class JobEvents {
   /** A transition read from the stream: waiters and SSE streams hear it at once; resolves once the store applied it (monotonic). */
   received(e: JobEvent, id: EventId): Promise<unknown> {
     this.#hub.emit(e, id);
+    // The store, timelines and counts keep the enqueuer's own `queued`; the `running` after it records the job anyway.
+    if (e.implied) return Promise.resolve();
     this.#observe?.(e);
     return this.#jobs.apply(e);
   }

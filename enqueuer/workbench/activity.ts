@@ -1,4 +1,5 @@
 import { TERMINAL_STATES, type JobEvent } from '../../shared/events.ts';
+import { oldestKey } from '../../shared/oldest-key.ts';
 
 /** Counted per minute for the overview's charts. */
 export const ACTIVITY_KINDS = ['accepted', 'succeeded', 'failed', 'dead', 'cancelled'] as const;
@@ -35,6 +36,11 @@ export class ActivityBoard {
   #now: () => number;
   #maxActive: number;
   #activeTotal = 0;
+  /**
+   * Jobs that finished lately (bounded like the active ones): a transition reaching the stream after
+   * the final one (the enqueuer's `queued` of a quick job) must not make a job unfinished again.
+   */
+  #finished = new Set<string>();
 
   constructor(options: { now?: () => number; maxActive?: number } = {}) {
     this.#now = options.now ?? Date.now;
@@ -54,15 +60,23 @@ export class ActivityBoard {
       }
       c[kind]++;
     }
+    const job = `${e.tenant}\u0000${e.jobId}`;
     if (TERMINAL_STATES.has(e.state)) {
       if (s.active.delete(e.jobId)) this.#activeTotal--;
+      this.#finished.add(job);
+      if (this.#finished.size > this.#maxActive) this.#finished.delete(oldestKey(this.#finished)!);
     } else {
+      // Only a replay reopens a finished job.
+      if (this.#finished.has(job) && !e.replay) return;
+      this.#finished.delete(job);
       const known = s.active.get(e.jobId);
       if (!known) {
         if (this.#activeTotal >= this.#maxActive) return;
         this.#activeTotal++;
       }
-      s.active.set(e.jobId, { createdAt: known?.createdAt ?? e.enqueuedAt ?? e.at, running: e.state === 'running' });
+      // A late `queued` (after the job's `running`) does not stop it running.
+      const running = e.state === 'running' || (e.state === 'queued' && !e.replay && known?.running === true);
+      s.active.set(e.jobId, { createdAt: known?.createdAt ?? e.enqueuedAt ?? e.at, running });
     }
   }
 

@@ -28,6 +28,7 @@ interface PendingRunning {
   index: number;
   attempt: number;
   at: number;
+  queuedAt: number | undefined;
 }
 
 /**
@@ -35,7 +36,8 @@ interface PendingRunning {
  * (`{"v":2,"kind":"batch","events":[…]}`) when the first of them has waited `maxDelayMs`, or at once
  * when `maxEvents` or `maxBytes` is reached. Each event is encoded once, when added. A `running`
  * transition still waiting when the same attempt's next transition arrives is folded into it
- * (`startedAt`): the broker and every reader get one event instead of two, and decoders expand it.
+ * (`startedAt`, with its `queuedAt`): the broker and every reader get one event instead of two, and
+ * decoders expand it.
  */
 export class EventBatcher {
   #o: Required<Omit<EventBatcherOptions, 'onFlush'>> & Pick<EventBatcherOptions, 'onFlush'>;
@@ -68,12 +70,13 @@ export class EventBatcher {
           this.#parts[running.index] = undefined;
           this.#count--;
           e = { ...(e as JobEvent), startedAt: running.at };
+          if (running.queuedAt !== undefined) e.queuedAt = running.queuedAt;
         }
       }
     }
     const json = JSON.stringify(e);
     if (this.#count > 0 && this.#bytes + json.length + 1 > this.#o.maxBytes) this.flush();
-    if (e.kind === 'job' && e.state === 'running') this.#running.set(`${e.tenant}\u0000${e.jobId}`, { index: this.#parts.length, attempt: e.attempt, at: e.at });
+    if (e.kind === 'job' && e.state === 'running') this.#running.set(`${e.tenant}\u0000${e.jobId}`, { index: this.#parts.length, attempt: e.attempt, at: e.at, queuedAt: e.queuedAt });
     if (this.#count === 0) this.#firstAt = Date.now();
     this.#parts.push(json);
     this.#count++;

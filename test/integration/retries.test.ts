@@ -28,7 +28,7 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
   it('a downstream failing 3 times then succeeding ends succeeded at attempt 4, each gap within the backoff bounds', async () => {
     const jobId = await jobs.publish('/fail-until/3');
     await until(() => jobs.final(jobId, 'succeeded'), 20_000);
-    expect(jobs.statesOf(jobId)).toEqual(['running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'retrying:3', 'running:4', 'succeeded:4']);
+    expect(jobs.statesOf(jobId)).toEqual(['queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'retrying:3', 'running:4', 'succeeded:4']);
     const calls = stack.demo.calls.filter((c) => c.idempotencyKey === jobId).map((c) => c.at);
     expect(calls).toHaveLength(4);
     process.stderr.write(`[retries] gaps ms: ${calls.slice(1).map((t, i) => t - calls[i]!).join(', ')}\n`);
@@ -69,7 +69,7 @@ describe('retries with backoff and dead-lettering after the attempt limit', () =
   it('a 400 from the downstream dead-letters at once, after a single attempt', async () => {
     const jobId = await jobs.publish('/status/400');
     await until(() => jobs.final(jobId, 'failed'), 10_000);
-    expect(jobs.statesOf(jobId)).toEqual(['running:1', 'failed:1']);
+    expect(jobs.statesOf(jobId)).toEqual(['queued:1', 'running:1', 'failed:1']);
     expect(stack.demo.calls.filter((c) => c.idempotencyKey === jobId)).toHaveLength(1);
     const entries = await until(async () => {
       const res = await fetch(`${stack.baseUrl}/v1/dlq/echo`);

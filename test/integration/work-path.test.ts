@@ -62,7 +62,7 @@ describe('dequeuer job path: retries through the delay levels and dead-lettering
   it('runs a job that fails twice to success at attempt 3, with backoff gaps within the policy', async () => {
     const jobId = await publishJob('/fail-until/2');
     await until(() => events.find((e) => e.jobId === jobId && e.state === 'succeeded'));
-    expect(statesOf(jobId)).toEqual(['running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'succeeded:3']);
+    expect(statesOf(jobId)).toEqual(['queued:1', 'running:1', 'retrying:1', 'running:2', 'retrying:2', 'running:3', 'succeeded:3']);
     const calls = stack.demo.calls.filter((c) => c.idempotencyKey === jobId).map((c) => c.at);
     expect(calls).toHaveLength(3);
     // Gaps: full jitter in [0, 100] then [0, 200] ms, rounded up to the 100 ms delay unit, plus processing slack.
@@ -73,7 +73,7 @@ describe('dequeuer job path: retries through the delay levels and dead-lettering
   it('dead-letters a 400 after one attempt, with x-death reason rejected in the DLQ', async () => {
     const jobId = await publishJob('/status/400');
     await until(() => events.find((e) => e.jobId === jobId && e.state === 'failed'));
-    expect(statesOf(jobId)).toEqual(['running:1', 'failed:1']);
+    expect(statesOf(jobId)).toEqual(['queued:1', 'running:1', 'failed:1']);
     const dlq = stack.topology.names.deadLetterQueue('echo');
     // The DLQ is a quorum queue with single active consumer: basic.get is refused, so consume one.
     const reader = await conn.createChannel();

@@ -42,3 +42,38 @@ describe('EventBatcher (pure)', () => {
     expect(sent).toEqual([['b:running', 'a:running', 'a:succeeded', 'b:retrying']]);
   });
 });
+
+describe('the queued a dequeuer implies (pure)', () => {
+  it("attempt 1's running carries queuedAt through the fold; readers get queued (implied), running, the final state, in order", () => {
+    const sent: JobEvent[][] = [];
+    const batcher = new EventBatcher({
+      maxDelayMs: 50,
+      publish: (body) => {
+        sent.push(decodeEvents(body)!.events as JobEvent[]);
+        return Promise.resolve();
+      },
+      onError: (err) => {
+        throw err;
+      },
+    });
+    const t = Date.now();
+    batcher.add({ ...job('a', 'running', t), enqueuedAt: t - 7, queuedAt: t - 7 });
+    batcher.add({ ...job('a', 'succeeded', t + 1), enqueuedAt: t - 7, result: { status: 200, headers: {}, bodyBase64: '', bodyTruncated: false } });
+    batcher.add({ ...job('b', 'running', t), queuedAt: t - 3 });
+    batcher.flush();
+    const [events] = sent;
+    expect(events!.map((e) => `${e.jobId}:${e.state}:${e.at - t}:${e.implied === true}`)).toEqual(['a:queued:-7:true', 'a:running:0:false', 'a:succeeded:1:false', 'b:queued:-3:true', 'b:running:0:false']);
+    // The implied queued has none of the final state's fields; no expanded event keeps queuedAt or startedAt.
+    expect(events![0]).not.toHaveProperty('result');
+    for (const e of events!) {
+      expect(e).not.toHaveProperty('queuedAt');
+      expect(e).not.toHaveProperty('startedAt');
+    }
+  });
+
+  it('only the decoder marks an event implied: a published `implied` is dropped', () => {
+    const wire = { ...job('a', 'queued'), implied: true };
+    expect(decodeEvents(Buffer.from(JSON.stringify(wire)))!.events[0]).not.toHaveProperty('implied');
+    expect(decodeEvents(Buffer.from(JSON.stringify({ v: 2, kind: 'batch', events: [wire] })))!.events[0]).not.toHaveProperty('implied');
+  });
+});
