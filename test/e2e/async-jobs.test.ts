@@ -131,12 +131,13 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
     const jobId = randomUUID();
     const ac = new AbortController();
     const mine: string[] = [];
+    const listening = stack.enqueuer.hub.listeners;
     const tenantStream = readSse(`${stack.baseUrl}/v1/events`, 30_000, (e) => {
       if (e.data.id !== jobId) return;
       mine.push(`${e.event}:${e.data.attempts}`);
       if (e.event === 'succeeded') ac.abort();
     }, ac.signal);
-    await until(() => stack.enqueuer.hub.listeners >= 1 || undefined, 10_000);
+    await until(() => stack.enqueuer.hub.listeners > listening || undefined, 10_000);
     const conn = await connect(url);
     try {
       const ch = await conn.createConfirmChannel();
