@@ -198,7 +198,7 @@ function validEvent(e: unknown): GatewayEvent | undefined {
     if (typeof o.jobId !== 'string' || typeof o.tenant !== 'string' || typeof o.attempt !== 'number') return undefined;
     if (!(JOB_STATES as readonly unknown[]).includes(o.state)) return undefined;
     // Only the decoder marks an event implied.
-    delete o.implied;
+    if (o.implied !== undefined) delete o.implied;
     return o as unknown as JobEvent;
   }
   if (o.kind === 'breaker' && ['closed', 'half-open', 'open'].includes(o.state as string) && typeof o.retryAfterS === 'number') {

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { encodeRequest, type RequestEnvelope } from '../../shared/envelope.ts';
 import { breakerEventRoutingKey, encodeEvent, type BreakerEvent } from '../../shared/events.ts';
 import { brokerUrl, uniquePrefix } from '../support/broker.ts';
+import { JobDriver } from '../support/jobs.ts';
 import { readSse, until } from '../support/sse.ts';
 import { Stack } from '../support/stack.ts';
 
@@ -128,30 +128,23 @@ describe('async jobs: 202 after the confirm, status, list, SSE and Prefer wait',
   it("a job whose enqueuer `queued` never reached the stream still streams queued, running, succeeded, and ends finished everywhere", async () => {
     // Published straight to the work queue: the enqueuer announces no `queued` for it, the extreme of
     // its `queued` reaching the stream after the dequeuer already ran the job (a quick downstream).
-    const jobId = randomUUID();
     const ac = new AbortController();
-    const mine: string[] = [];
+    const seen: Array<{ id: unknown; label: string }> = [];
     const listening = stack.enqueuer.hub.listeners;
-    const tenantStream = readSse(`${stack.baseUrl}/v1/events`, 30_000, (e) => {
-      if (e.data.id !== jobId) return;
-      mine.push(`${e.event}:${e.data.attempts}`);
-      if (e.event === 'succeeded') ac.abort();
-    }, ac.signal);
+    const tenantStream = readSse(`${stack.baseUrl}/v1/events`, 30_000, (e) => seen.push({ id: e.data.id, label: `${e.event}:${e.data.attempts}` }), ac.signal);
     await until(() => stack.enqueuer.hub.listeners > listening || undefined, 10_000);
-    const conn = await connect(url);
+    const driver = await JobDriver.start(url, stack.topology);
+    let jobId: string;
     try {
-      const ch = await conn.createConfirmChannel();
-      const env: RequestEnvelope = {
-        jobId, requestId: randomUUID(), service: 'echo', mode: 'async', method: 'POST', path: '/echo', query: '',
-        headers: { 'content-type': 'text/plain' }, tenant: 'default', attempt: 1, enqueuedAt: Date.now(), body: Buffer.from('direct'),
-      };
-      ch.publish(stack.topology.names.workExchange, stack.topology.names.workRoutingKey('echo'), env.body, { ...encodeRequest(env), mandatory: true });
-      await ch.waitForConfirms();
+      jobId = await driver.publish('/echo');
     } finally {
-      await conn.close();
+      await driver.close();
     }
+    const mine = (): string[] => seen.filter((e) => e.id === jobId).map((e) => e.label);
+    await until(() => mine().includes('succeeded:1') || undefined, 30_000);
+    ac.abort();
     await tenantStream;
-    expect(mine).toEqual(['queued:1', 'running:1', 'succeeded:1']);
+    expect(mine()).toEqual(['queued:1', 'running:1', 'succeeded:1']);
     await until(async () => (await getJob(jobId)).state === 'succeeded' || undefined, 10_000);
     // The job's own stream starts from the store: its final state only, then it closes.
     const own = await readSse(`${stack.baseUrl}/v1/jobs/${jobId}/events`, 10_000);
