@@ -1,7 +1,7 @@
 import type { GatewayEvent, JobEvent } from '../events.ts';
 
 /** Bounds of one batch (docs/adr/1100-events-on-a-stream.md for why these values). */
-export const BATCH_DEFAULTS = Object.freeze({ maxDelayMs: 5, maxEvents: 500, maxBytes: 256 * 1024 });
+export const BATCH_DEFAULTS = Object.freeze({ maxDelayMs: 5, maxEvents: 32, maxBytes: 256 * 1024 });
 
 export interface EventBatcherOptions {
   /**
@@ -15,7 +15,10 @@ export interface EventBatcherOptions {
   onFlush?: (events: number, bytes: number, waitedMs: number) => void;
   /** Longest an event waits for company (ms). @default 5 */
   maxDelayMs?: number;
-  /** @default 500 */
+  /**
+   * Transitions that make a batch leave at once. Under load a batch fills long before the timer
+   * fires late, so this bounds the wait there (docs/adr/1100, addendum of 2026-12-03). @default 32
+   */
   maxEvents?: number;
   /** Bytes of events in one batch; a single larger event travels alone. @default 262144 */
   maxBytes?: number;

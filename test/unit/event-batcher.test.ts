@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EventBatcher } from '../../shared/amqp/event-batcher.ts';
+import { BATCH_DEFAULTS, EventBatcher } from '../../shared/amqp/event-batcher.ts';
 import { decodeEvents, type JobEvent } from '../../shared/events.ts';
 
 /** A batcher whose publish records each batch that left, decoded, as `jobId:state` per transition. */
@@ -28,6 +28,18 @@ describe('EventBatcher (pure)', () => {
     expect(sent).toHaveLength(0);
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(sent).toEqual([['a:queued', 'b:queued']]);
+  });
+
+  it('sends a batch at once when it holds maxEvents transitions (32 by default), without waiting for the timer', () => {
+    const { batcher, sent } = recording(60_000);
+    for (let i = 0; i < BATCH_DEFAULTS.maxEvents - 1; i++) batcher.add(job(`j${i}`, 'queued'));
+    expect(sent).toHaveLength(0);
+    batcher.add(job('last', 'queued'));
+    expect(BATCH_DEFAULTS.maxEvents).toBe(32);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toHaveLength(32);
+    expect(sent[0]!.at(-1)).toBe('last:queued');
+    expect(batcher.pending).toBe(0);
   });
 
   it("folds a running transition into the same attempt's next one within a batch, and readers get both back in order", () => {
