@@ -21,6 +21,7 @@ import { runRawDrain } from './baselines/raw-drain.ts';
 import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
 import { runRawRpc } from './baselines/raw-rpc.ts';
 import { pidListeningOn, startCpuWindow, type CpuRole } from './lib/cpu.ts';
+import { BullmqControl } from './lib/bullmq.ts';
 import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueProbe, queueState, rawNames } from './lib/broker.ts';
 import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
 import { httpLoad, PAYLOAD_1KIB, probeStatus } from './lib/load.ts';
@@ -29,7 +30,7 @@ import { headroomWarning, renderBenchmarksMd, renderCpuTable, renderLatencySvg, 
 import { growthBetween, summarize, type RunResult, type Sample } from './lib/stats.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-publish-draining', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
+const ALL = ['direct', 'raw-rpc', 'express-pipeline', 'express-confirms', 'raw-publish', 'raw-publish-draining', 'express-accept-draining', 'bullmq-draining', 'raw-drain', 'sync', 'scale', 'soak', 'accept-stopped', 'accept-draining', 'drain'] as const;
 type ScenarioName = (typeof ALL)[number];
 
 // BENCH_SERVICE_JSON merges into the echo service's settings, for sweeps (e.g. '{"work":{"prefetch":64}}').
@@ -44,6 +45,8 @@ const TITLES: Record<ScenarioName, { title: string; kind: 'baseline' | 'scenario
   'express-confirms': { title: 'the same pipeline with mandatory publishes and publisher confirms (fails fast like the gateway)', kind: 'baseline' },
   'raw-publish': { title: 'confirmed persistent 1 KiB publishes into a quorum queue, 64 unconfirmed', kind: 'baseline' },
   'raw-publish-draining': { title: `the same publishes while a consumer process (prefetch ${WORK_PREFETCH} as work.prefetch, POST to echo + ack) drains the queue`, kind: 'baseline' },
+  'express-accept-draining': { title: 'hand-written async front: Express 5, confirmed persistent publish → 202 {id}, no job status; the same consumer draining', kind: 'baseline' },
+  'bullmq-draining': { title: 'Redis job queue: Express 5 POST → BullMQ queue.add() → 202 {id}; its Worker (concurrency 64) POSTs to echo while clients submit (broker column: Redis)', kind: 'baseline' },
   'raw-drain': { title: `amqplib consumer, prefetch ${WORK_PREFETCH} as work.prefetch, POST to echo + ack`, kind: 'baseline' },
   sync: { title: 'POST /v1/services/echo/echo, 1 KiB JSON, 1 dequeuer', kind: 'scenario' },
   scale: { title: 'sync with 2 enqueuers (32 clients each) and 2 dequeuers', kind: 'scenario' },
@@ -125,6 +128,9 @@ const enqueuerPort = enqueuerPorts[0]!;
 const dequeuerPorts = [await freePort(), await freePort()];
 const expressPort = await freePort();
 const confirmsPort = await freePort();
+const acceptFrontPort = await freePort();
+const bullmqFrontPort = await freePort();
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const downstreamUrl = `http://127.0.0.1:${downstreamPort}`;
 const servicesDoc = { services: { echo: { url: downstreamUrl, ...serviceOverrides, work: { maxLength: S.workMaxLength, ...(serviceOverrides.work as object | undefined) } } } };
 // The broker in use, by the process listening on its AMQP port (other RabbitMQ nodes may run here).
@@ -391,17 +397,23 @@ async function runAll(): Promise<void> {
     await purgeQueue(url, raw.workQueue);
   }
   if (asyncReason && has('accept-draining')) notAvailable('accept-draining', asyncReason);
-  if (!interrupted && (has('raw-publish-draining') || (!asyncReason && has('accept-draining')))) {
+  if (!interrupted && (has('raw-publish-draining') || has('express-accept-draining') || has('bullmq-draining') || (!asyncReason && has('accept-draining')))) {
     await purgeQueue(url, workQueue);
     await purgeQueue(url, raw.workQueue);
     if (!asyncReason && has('accept-draining')) await startDequeuer(0);
     let rawDrainer: Child | undefined;
-    if (has('raw-publish-draining')) {
+    if (has('raw-publish-draining') || has('express-accept-draining')) {
       rawDrainer = group.spawnNode('raw-drain-consumer', join(ROOT, 'bench/baselines/raw-drain-consumer.ts'), {
         ...baseEnv, QUEUE: raw.workQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: String(WORK_PREFETCH),
       });
       await waitForLine(rawDrainer, '"ready":true', 30_000);
     }
+    let acceptFront: Child | undefined;
+    if (has('express-accept-draining')) {
+      acceptFront = group.spawnNode('express-accept-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.workQueue, PORT: String(acceptFrontPort), ASYNC: '1' });
+      await waitForLine(acceptFront, '"ready":true', 30_000);
+    }
+    const bullmq = has('bullmq-draining') ? await startBullmq() : undefined;
     const stream = new StreamFigures();
     const backlog = new Backlog();
     // The raw consumer cannot keep up: its backlog is purged after every step, else it would go on
@@ -416,11 +428,46 @@ async function runAll(): Promise<void> {
       }
     };
     const rawRoles = (): RoleMap => ({ loadgen: process.pid, worker: rawDrainer!.pid, downstream: downstream!.pid, ...(brokerPid ? { broker: brokerPid } : {}) });
+    const acceptFrontLoad = (durationS: number): Promise<RunResult> =>
+      httpLoad({ url: `http://127.0.0.1:${acceptFrontPort}/v1/services/echo/echo`, connections: S.connections, durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 202 });
+    // The hand-written front publishes into the raw work queue the raw consumer drains: the same
+    // backlog handling as raw-publish-draining, so neither leaves work behind for the next step.
+    const expressAcceptDraining = async (durationS: number, measure: (work: () => Promise<RunResult>) => Promise<RunResult>): Promise<RunResult> => {
+      try {
+        return await measure(() => acceptFrontLoad(durationS));
+      } finally {
+        await backlog.take('express-accept-draining', raw.workQueue);
+        await purgeQueue(url, raw.workQueue);
+      }
+    };
+    const bullmqLoad = (durationS: number): Promise<RunResult> =>
+      httpLoad({ url: `http://127.0.0.1:${bullmqFrontPort}/v1/services/echo/echo`, connections: S.connections, durationS, headers: jsonHeaders, body: PAYLOAD_1KIB, expectStatus: 202 });
+    const bullmqDraining = async (durationS: number, measure: (work: () => Promise<RunResult>) => Promise<RunResult>): Promise<RunResult> => {
+      const b = bullmq!;
+      try {
+        return await measure(() => bullmqLoad(durationS));
+      } finally {
+        backlog.set('bullmq-draining', await b.control.waiting());
+        await b.control.drain();
+      }
+    };
     await interleaved({
       'raw-publish-draining': {
         warmup: () => rawPublishDraining(S.warmupS, (work) => work()),
         run: async () => backlog.count('raw-publish-draining', await rawPublishDraining(S.durationS, (work) => measured(rawRoles(), work))),
       },
+      ...(acceptFront ? {
+        'express-accept-draining': {
+          warmup: () => expressAcceptDraining(S.warmupS, (work) => work()),
+          run: async () => backlog.count('express-accept-draining', await expressAcceptDraining(S.durationS, (work) => measured({ ...rawRoles(), front: acceptFront.pid }, work))),
+        },
+      } : {}),
+      ...(bullmq ? {
+        'bullmq-draining': {
+          warmup: () => bullmqDraining(S.warmupS, (work) => work()),
+          run: async () => backlog.count('bullmq-draining', await bullmqDraining(S.durationS, (work) => measured(bullmq.roles, work))),
+        },
+      } : {}),
       ...(asyncReason ? {} : {
         'accept-draining': {
           warmup: () => acceptLoad(S.warmupS),
@@ -434,7 +481,8 @@ async function runAll(): Promise<void> {
         },
       }),
     });
-    if (rawDrainer) await group.stop(rawDrainer);
+    for (const c of [rawDrainer, acceptFront, bullmq?.front, bullmq?.worker]) if (c) await group.stop(c);
+    await bullmq?.control.destroy();
     await purgeQueue(url, raw.workQueue);
     const report = reports.get('accept-draining');
     if (report?.status === 'ok') {
@@ -442,7 +490,7 @@ async function runAll(): Promise<void> {
       report.notes = [...(report.notes ?? []), ...notes];
       report.checks = [...(report.checks ?? []), ...checks];
     }
-    for (const name of ['raw-publish-draining', 'accept-draining'] as const) {
+    for (const name of ['raw-publish-draining', 'express-accept-draining', 'bullmq-draining', 'accept-draining'] as const) {
       const r = reports.get(name);
       const notes = [brokerShare(r), backlog.note(name)].filter((n): n is string => n !== undefined);
       if (r?.status === 'ok' && notes.length) r.notes = [...(r.notes ?? []), ...notes];
@@ -568,6 +616,10 @@ class Backlog {
   async take(name: ScenarioName, queue: string): Promise<void> {
     this.#depth.set(name, (await queueState(url, queue)).messages);
   }
+  /** Records a depth read elsewhere (the BullMQ baseline's waiting jobs). */
+  set(name: ScenarioName, depth: number): void {
+    this.#depth.set(name, depth);
+  }
   /** Records the depth taken over the run's accepted count; passes the result through. */
   count(name: ScenarioName, r: RunResult): RunResult {
     const depth = this.#depth.get(name);
@@ -581,6 +633,27 @@ class Backlog {
     const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
     return `still queued when the run ended (not yet worked off by the consumer): ${pct(sorted[Math.floor(sorted.length / 2)]!)} of the messages accepted in the run (runs: ${shares.map(pct).join(', ')}).`;
   }
+}
+
+/**
+ * Starts the BullMQ baseline (its front and worker processes, on a queue named after the bench's
+ * prefix) when Redis answers; otherwise marks it not available and returns undefined.
+ */
+async function startBullmq(): Promise<{ control: BullmqControl; front: Child; worker: Child; roles: RoleMap } | undefined> {
+  const name = `${prefix}-bullmq`;
+  const control = await BullmqControl.open(redisUrl, name);
+  if (typeof control === 'string') {
+    notAvailable('bullmq-draining', control);
+    return undefined;
+  }
+  const env = { ...baseEnv, REDIS_URL: redisUrl, QUEUE: name };
+  const worker = group.spawnNode('bullmq-worker', join(ROOT, 'bench/baselines/bullmq-worker.ts'), { ...env, DOWNSTREAM_URL: `${downstreamUrl}/echo`, CONCURRENCY: '64' });
+  await waitForLine(worker, '"ready":true', 30_000);
+  const front = group.spawnNode('bullmq-front', join(ROOT, 'bench/baselines/bullmq-front.ts'), { ...env, PORT: String(bullmqFrontPort) });
+  await waitForLine(front, '"ready":true', 30_000);
+  const redisPid = pidListeningOn(Number(new URL(redisUrl).port || 6379));
+  const roles: RoleMap = { front: front.pid, worker: worker.pid, loadgen: process.pid, downstream: downstream!.pid, ...(redisPid ? { broker: redisPid } : {}) };
+  return { control, front, worker, roles };
 }
 
 /** The work lane the bench's jobs go to: the lane of the development-mode tenant `default` (no API keys). */

@@ -53,6 +53,10 @@ export const CONTEXT_RATIOS: readonly Omit<Target, 'kind' | 'bound'>[] = [
   { label: 'scale (2 enqueuers, 2 dequeuers) vs sync (1 each)', scenario: 'scale', baseline: 'sync', metric: 'throughput' },
   { label: 'Express pipeline with confirms vs without (the price of confirms)', scenario: 'express-confirms', baseline: 'express-pipeline', metric: 'throughput' },
   { label: 'sync throughput vs Express pipeline with confirms', scenario: 'sync', baseline: 'express-confirms', metric: 'throughput' },
+  { label: 'async accept (dequeuer draining) vs BullMQ on Redis (its worker draining)', scenario: 'accept-draining', baseline: 'bullmq-draining', metric: 'throughput' },
+  { label: 'async accept (dequeuer draining) vs hand-written Express async front (consumer draining)', scenario: 'accept-draining', baseline: 'express-accept-draining', metric: 'throughput' },
+  { label: 'hand-written Express async front vs raw publish with a consumer draining', scenario: 'express-accept-draining', baseline: 'raw-publish-draining', metric: 'throughput' },
+  { label: 'BullMQ on Redis vs raw publish with a consumer draining', scenario: 'bullmq-draining', baseline: 'raw-publish-draining', metric: 'throughput' },
 ];
 
 /** One evaluated ratio. */
