@@ -164,6 +164,8 @@ let downstream: Child | undefined;
 let expressFront: Child | undefined;
 let expressWorker: Child | undefined;
 let confirmsFront: Child | undefined;
+/** The BullMQ baseline's queue while it exists (deleted after its step, or by teardown). */
+let bullmqControl: BullmqControl | undefined;
 
 async function startEnqueuer(i: 0 | 1 = 0): Promise<void> {
   if (enqueuers[i]) return;
@@ -482,7 +484,8 @@ async function runAll(): Promise<void> {
       }),
     });
     for (const c of [rawDrainer, acceptFront, bullmq?.front, bullmq?.worker]) if (c) await group.stop(c);
-    await bullmq?.control.destroy();
+    await bullmqControl?.destroy();
+    bullmqControl = undefined;
     await purgeQueue(url, raw.workQueue);
     const report = reports.get('accept-draining');
     if (report?.status === 'ok') {
@@ -646,6 +649,7 @@ async function startBullmq(): Promise<{ control: BullmqControl; front: Child; wo
     notAvailable('bullmq-draining', control);
     return undefined;
   }
+  bullmqControl = control;
   const env = { ...baseEnv, REDIS_URL: redisUrl, QUEUE: name };
   const worker = group.spawnNode('bullmq-worker', join(ROOT, 'bench/baselines/bullmq-worker.ts'), { ...env, DOWNSTREAM_URL: `${downstreamUrl}/echo`, CONCURRENCY: '64' });
   await waitForLine(worker, '"ready":true', 30_000);
@@ -780,6 +784,9 @@ function waitForLine(child: Child, needle: string, timeoutMs: number): Promise<v
 
 async function teardown(): Promise<void> {
   await group.stopAll(20_000);
+  // The BullMQ baseline's keys, also when a run is interrupted inside the draining step.
+  await bullmqControl?.destroy().catch((err: unknown) => log(`could not delete the BullMQ baseline's Redis keys: ${(err as Error).message}`));
+  bullmqControl = undefined;
   await deleteBenchObjects(url, prefix, topology).catch((err: unknown) => log(`could not delete broker objects: ${(err as Error).message}`));
   await broker.node?.destroy();
 }
