@@ -400,9 +400,12 @@ async function runAll(): Promise<void> {
   }
   if (asyncReason && has('accept-draining')) notAvailable('accept-draining', asyncReason);
   if (!interrupted && (has('raw-publish-draining') || has('express-accept-draining') || has('bullmq-draining') || (!asyncReason && has('accept-draining')))) {
-    await purgeQueue(url, workQueue);
+    // The gateway's work queue exists only when the gateway runs (the enqueuer declares it).
+    if (!asyncReason && has('accept-draining')) {
+      await purgeQueue(url, workQueue);
+      await startDequeuer(0);
+    }
     await purgeQueue(url, raw.workQueue);
-    if (!asyncReason && has('accept-draining')) await startDequeuer(0);
     let rawDrainer: Child | undefined;
     if (has('raw-publish-draining') || has('express-accept-draining')) {
       rawDrainer = group.spawnNode('raw-drain-consumer', join(ROOT, 'bench/baselines/raw-drain-consumer.ts'), {
