@@ -20,7 +20,7 @@ import { findBroker, redactUrl } from '../scripts/lib/find-broker.ts';
 import { runRawDrain } from './baselines/raw-drain.ts';
 import { fillQueue, runRawPublish } from './baselines/raw-publish.ts';
 import { runRawRpc } from './baselines/raw-rpc.ts';
-import { pidListeningOn, startCpuWindow, type CpuRole } from './lib/cpu.ts';
+import { pidListeningOn, startCpuWindow, startSyscallWindow, type CpuRole } from './lib/cpu.ts';
 import { BullmqControl } from './lib/bullmq.ts';
 import { brokerVersion, declareRawQueues, deleteBenchObjects, purgeQueue, queueProbe, queueState, rawNames } from './lib/broker.ts';
 import { selfTimeByArea, topSelfTime, type CpuProfile } from './lib/cpu-profile.ts';
@@ -189,8 +189,9 @@ const gatewayRoles = (): RoleMap => ({
 /** Runs `work` with each role's CPU measured over it, per successful operation. */
 async function measured(roles: RoleMap, work: () => Promise<RunResult>): Promise<RunResult> {
   const end = startCpuWindow(roles);
+  const endSyscalls = startSyscallWindow(roles);
   const r = await work();
-  return { ...r, cpu: end(r.count) };
+  return { ...r, cpu: end(r.count), syscalls: endSyscalls(r.count) };
 }
 async function startDequeuer(i: 0 | 1): Promise<void> {
   if (dequeuers[i]) return;
@@ -211,7 +212,8 @@ function record(name: ScenarioName, r: RunResult): void {
   list.push(r);
   results.set(name, list);
   const cpu = Object.entries(r.cpu ?? {}).map(([k, v]) => `${k} ${Math.round(v)}`).join(' / ');
-  log(`  ${name} run ${list.length}: ${Math.round(r.throughputPerS)}/s, p50 ${r.p50Ms?.toFixed(1) ?? '—'} ms, p99 ${r.p99Ms?.toFixed(1) ?? '—'} ms, errors ${r.errors}${cpu ? `, CPU µs/op ${cpu}` : ''}`);
+  const sys = Object.entries(r.syscalls ?? {}).map(([k, v]) => `${k} ${v.writes.toFixed(2)}/${v.reads.toFixed(2)}`).join(' / ');
+  log(`  ${name} run ${list.length}: ${Math.round(r.throughputPerS)}/s, p50 ${r.p50Ms?.toFixed(1) ?? '—'} ms, p99 ${r.p99Ms?.toFixed(1) ?? '—'} ms, errors ${r.errors}${cpu ? `, CPU µs/op ${cpu}` : ''}${sys ? `, write/read syscalls per op ${sys}` : ''}`);
 }
 function finish(name: ScenarioName, extra: Partial<ScenarioReport> = {}): void {
   const runs = results.get(name) ?? [];
@@ -289,7 +291,7 @@ async function runAll(): Promise<void> {
       ...baseEnv, QUEUE: raw.xrpcQueue, DOWNSTREAM_URL: `${downstreamUrl}/echo`, PREFETCH: '64',
     });
     await waitForLine(expressWorker, '"ready":true', 30_000);
-    expressFront = group.spawnNode('express-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.xrpcQueue, PORT: String(expressPort) });
+    expressFront = group.spawnNode('express-front', join(ROOT, 'bench/baselines/express-front.ts'), { ...baseEnv, QUEUE: raw.xrpcQueue, PORT: String(expressPort) }, profFlags);
     await waitForLine(expressFront, '"ready":true', 30_000);
   }
   if (has('express-confirms')) {

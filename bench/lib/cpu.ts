@@ -49,6 +49,18 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** Read and write system calls a process has made so far (`syscr`, `syscw` of /proc/<pid>/io); undefined when unreadable. */
+export function syscallCounts(pid: number): { reads: number; writes: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const reads = Number(/^syscr:\s*(\d+)/m.exec(text)?.[1]);
+    const writes = Number(/^syscw:\s*(\d+)/m.exec(text)?.[1]);
+    return Number.isFinite(reads) && Number.isFinite(writes) ? { reads, writes } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Inodes of the TCP sockets listening on `port`, from the text of /proc/net/tcp or tcp6. */
 export function listeningInodes(procNetTcp: string, port: number): string[] {
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
@@ -107,6 +119,42 @@ export type CpuRole = (typeof CPU_ROLES)[number];
 
 /** CPU µs per operation per role over a measured window. */
 export type CpuPerOp = Partial<Record<CpuRole, number>>;
+
+/** Read and write system calls per operation per role over a measured window. */
+export type SyscallsPerOp = Partial<Record<CpuRole, { reads: number; writes: number }>>;
+
+/**
+ * Starts counting read/write system calls (socket reads and writes are most of them): call the
+ * returned function with the operations completed. Deterministic where CPU time is noisy, so a
+ * change that batches writes shows in it at once.
+ */
+export function startSyscallWindow(roles: Partial<Record<CpuRole, number | number[]>>): (operations: number) => SyscallsPerOp {
+  const pidsOf = (v: number | number[] | undefined): number[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const before = new Map<number, { reads: number; writes: number } | undefined>();
+  for (const role of CPU_ROLES) for (const pid of pidsOf(roles[role])) before.set(pid, syscallCounts(pid));
+  return (operations) => {
+    const out: SyscallsPerOp = {};
+    if (!(operations > 0)) return out;
+    for (const role of CPU_ROLES) {
+      const pids = pidsOf(roles[role]);
+      if (pids.length === 0) continue;
+      let reads = 0;
+      let writes = 0;
+      let known = true;
+      for (const pid of pids) {
+        const a = before.get(pid);
+        const b = syscallCounts(pid);
+        if (a === undefined || b === undefined) known = false;
+        else {
+          reads += b.reads - a.reads;
+          writes += b.writes - a.writes;
+        }
+      }
+      if (known) out[role] = { reads: reads / operations, writes: writes / operations };
+    }
+    return out;
+  };
+}
 
 /**
  * Starts measuring: call the returned function when the run ended, with the operations it

@@ -123,6 +123,21 @@ export function renderCpuTable(reports: readonly ScenarioReport[]): string {
   return lines.join('\n');
 }
 
+/** Write / read system calls per operation per role (socket writes and reads are most of them). */
+export function renderSyscallTable(reports: readonly ScenarioReport[]): string {
+  const lines = [
+    `| scenario | ${CPU_ROLES.map((r) => ROLE_TITLES[r]).join(' | ')} |`,
+    `|---|${CPU_ROLES.map(() => '---:').join('|')}|`,
+  ];
+  for (const r of reports) {
+    const sys = r.summary?.syscalls;
+    if (r.status !== 'ok' || !sys || Object.keys(sys).length === 0) continue;
+    const name = r.kind === 'baseline' ? `${r.name} (baseline)` : r.name;
+    lines.push(`| ${cell(name)} | ${CPU_ROLES.map((role) => (sys[role] === undefined ? '—' : `${sys[role].writes.toFixed(2)} / ${sys[role].reads.toFixed(2)}`)).join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
 /** The sentence a run prints when the downstream, not the gateway, may be what limits it. */
 export function headroomWarning(rows: readonly RatioRow[]): string | undefined {
   const row = rows.find((r) => r.label === HEADROOM_LABEL);
@@ -218,6 +233,13 @@ export function renderBenchmarksMd(machine: MachineInfo, reports: readonly Scena
     '(autocannon, or the raw AMQP client), `downstream` the plain node:http echo.',
     '',
     renderCpuTable(reports),
+    '',
+    'System calls per operation, write / read, from `syscw` / `syscr` of `/proc/<pid>/io` (median of',
+    'the runs): a process that batches its socket writes makes fewer. The count is exact where CPU',
+    'time moves with the load of the machine, but a call is not a cost: one `writev` of many frames',
+    'costs more than one of a single frame.',
+    '',
+    renderSyscallTable(reports),
     '',
     '## Ratios and targets',
     '',

@@ -1,4 +1,4 @@
-import { CPU_ROLES, type CpuPerOp } from './cpu.ts';
+import { CPU_ROLES, type CpuPerOp, type SyscallsPerOp } from './cpu.ts';
 
 /** One timed run of one scenario. */
 export interface RunResult {
@@ -14,6 +14,8 @@ export interface RunResult {
   durationS: number;
   /** CPU µs per successful operation per process role over the run (from /proc/<pid>/stat). */
   cpu?: CpuPerOp;
+  /** Read/write system calls per successful operation per process role (from /proc/<pid>/io). */
+  syscalls?: SyscallsPerOp;
 }
 
 /** Several runs of one scenario folded into the figures the report shows. */
@@ -28,6 +30,8 @@ export interface Summary {
   errors: number;
   /** Median over runs of each role's CPU µs per operation (roles measured in every run); absent when none was. */
   cpu?: CpuPerOp;
+  /** Median over runs of each role's write and read system calls per operation; absent when none was counted. */
+  syscalls?: SyscallsPerOp;
 }
 
 /** Median of a non-empty list (mean of the middle two for an even count). */
@@ -94,6 +98,7 @@ export function summarize(runs: readonly RunResult[]): Summary {
   const p50s = runs.map((r) => r.p50Ms).filter((v): v is number => v !== undefined);
   const p99s = runs.map((r) => r.p99Ms).filter((v): v is number => v !== undefined);
   const cpu = medianCpu(runs);
+  const syscalls = medianSyscalls(runs);
   return {
     runs: runs.length,
     throughputMedianPerS: median(tp),
@@ -103,7 +108,20 @@ export function summarize(runs: readonly RunResult[]): Summary {
     p99Ms: p99s.length ? median(p99s) : undefined,
     errors: runs.reduce((n, r) => n + r.errors, 0),
     ...(Object.keys(cpu).length ? { cpu } : {}),
+    ...(Object.keys(syscalls).length ? { syscalls } : {}),
   };
+}
+
+/** Per role, the medians of the runs' write and read system calls per operation; a role missing from any run is left out. */
+export function medianSyscalls(runs: readonly RunResult[]): SyscallsPerOp {
+  const out: SyscallsPerOp = {};
+  for (const role of CPU_ROLES) {
+    const values = runs.map((r) => r.syscalls?.[role]);
+    if (!values.length || values.some((v) => v === undefined)) continue;
+    const known = values as Array<{ reads: number; writes: number }>;
+    out[role] = { writes: median(known.map((v) => v.writes)), reads: median(known.map((v) => v.reads)) };
+  }
+  return out;
 }
 
 /** Per role, the median of the runs' CPU per operation; a role missing from any run is left out. */

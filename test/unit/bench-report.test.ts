@@ -1,10 +1,11 @@
 import { createServer } from 'node:http';
+import { writeSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { cpuSeconds, listeningInodes, parseProcStat, pidListeningOn } from '../../bench/lib/cpu.ts';
+import { cpuSeconds, listeningInodes, parseProcStat, pidListeningOn, syscallCounts } from '../../bench/lib/cpu.ts';
 import { topSelfTime, type CpuProfile } from '../../bench/lib/cpu-profile.ts';
-import { computeRatios, headroomWarning, niceCeil, renderCpuTable, renderLatencySvg, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
-import { closedLoop, growthBetween, median, medianCpu, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
+import { computeRatios, headroomWarning, niceCeil, renderCpuTable, renderLatencySvg, renderSyscallTable, renderTable, xmlEscape, type ScenarioReport } from '../../bench/lib/report.ts';
+import { closedLoop, growthBetween, median, medianCpu, medianSyscalls, minMax, percentileOfSorted, ratio, summarize, type RunResult } from '../../bench/lib/stats.ts';
 
 const run = (throughputPerS: number, p50Ms?: number, p99Ms?: number, errors = 0): RunResult => ({ throughputPerS, p50Ms, p99Ms, errors, count: throughputPerS * 10, durationS: 10 });
 const ok = (name: string, runs: RunResult[], kind: 'baseline' | 'scenario' = 'scenario'): ScenarioReport => ({ name, title: `${name} title`, kind, status: 'ok', summary: summarize(runs) });
@@ -232,6 +233,30 @@ describe('bench CPU per process', () => {
       '|---|---:|---:|---:|---:|---:|---:|',
       '| sync | 110 | 80 | — | — | — | 190 |',
     ]);
+  });
+
+  it('takes the median system calls per role over runs and tables them as write / read', () => {
+    const runs: RunResult[] = [
+      { ...run(100), syscalls: { front: { writes: 1.1, reads: 1.2 }, worker: { writes: 3, reads: 1 } } },
+      { ...run(100), syscalls: { front: { writes: 1.3, reads: 1.0 }, worker: { writes: 2, reads: 2 } } },
+      { ...run(100), syscalls: { front: { writes: 1.2, reads: 1.1 } } },
+    ];
+    expect(medianSyscalls(runs)).toEqual({ front: { writes: 1.2, reads: 1.1 } });
+    const table = renderSyscallTable([{ name: 'sync', title: 't', kind: 'scenario', status: 'ok', summary: summarize(runs) }, ok('none', [run(1)])]);
+    expect(table.split('\n')).toEqual([
+      '| scenario | front | worker | broker | load generator | downstream |',
+      '|---|---:|---:|---:|---:|---:|',
+      '| sync | 1.20 / 1.10 | — | — | — | — |',
+    ]);
+  });
+
+  it('counts this process\'s own read and write system calls', () => {
+    const a = syscallCounts(process.pid);
+    writeSync(1, '');
+    const b = syscallCounts(process.pid);
+    expect(a).toBeDefined();
+    expect(b!.writes).toBeGreaterThan(a!.writes);
+    expect(syscallCounts(2 ** 22 + 7)).toBeUndefined();
   });
 
   it('states that the downstream is the bottleneck when direct HTTP is under 8x sync', () => {
