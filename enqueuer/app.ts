@@ -11,7 +11,8 @@ import type { EnqueuerMetrics } from './metrics.ts';
 import { healthRouter, type Readiness } from './routes/health.ts';
 import { jobsRouter } from './routes/jobs.ts';
 import { dlqRouter } from './routes/dlq.ts';
-import { servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
+import { servicesHandler, servicesRouter, type ServicesRouteDeps } from './routes/services.ts';
+import { servicesFastPath } from './http/fast-path.ts';
 import type { EnqueuerConfig } from './config.ts';
 import type { JobsRouteDeps } from './routes/jobs.ts';
 import type { DlqRouteDeps } from './routes/dlq.ts';
@@ -134,15 +135,18 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.use(requestId);
-  app.use(httpMetrics(deps.metrics));
-  app.use(requestLog(deps.logger, deps.config.logRequestSample));
-  app.use(inputLimits(deps.config.limits));
+  // What every request runs first, in this order (the services fast path runs the same list).
+  const common = [requestId, httpMetrics(deps.metrics), requestLog(deps.logger, deps.config.logRequestSample), inputLimits(deps.config.limits)];
+  const auth = authenticate(deps.guard);
+  const services = servicesHandler(deps.services);
+  // The sync hot path: `/v1/services/<name>…` through the same handlers without the router's walk (docs/adr/1404).
+  app.use(servicesFastPath([...common, auth], services));
+  for (const handler of common) app.use(handler);
   // Everything under /v1 is authenticated and rate-limited; health and metrics are not (keep them internal).
   // The /v1 routers come first: no path of theirs overlaps the public ones, and a sync request then
   // skips matching the health and API-reference routes (docs/adr/1402).
-  app.use('/v1', authenticate(deps.guard));
-  app.use(servicesRouter(deps.services));
+  app.use('/v1', auth);
+  app.use(servicesRouter(services));
   app.use(noAutomaticOptions);
   app.use(jobsRouter(deps.jobs));
   app.use(workbenchRouter(deps.workbench));

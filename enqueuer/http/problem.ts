@@ -29,7 +29,7 @@ export function problemHandler(logger: Logger): ErrorRequestHandler {
     const requestId = res.getHeader('x-request-id');
     // The job's ids (jobId, tenant, service, traceId) once the request became a job.
     const job = res.locals.job as Record<string, string> | undefined;
-    if (status >= 500 && !ge) logger.error({ err, requestId, ...job, route: req.route?.path }, 'unhandled error in request');
+    if (status >= 500 && !ge) logger.error({ err, requestId, ...job, route: (req.route as { path?: string } | undefined)?.path ?? (res.locals.route as string | undefined) }, 'unhandled error in request');
     else if (status >= 500) logger.warn({ code: ge?.code, detail: ge?.message, ...(ge?.cause === undefined ? {} : { err: ge.cause }), requestId, ...job }, 'request failed');
     if (res.headersSent) {
       res.destroy();

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { GatewayError } from '../../shared/errors.ts';
 import type { EnqueuerConfig } from '../config.ts';
 import { parseIdempotencyKey } from '../jobs/idempotency-store.ts';
@@ -37,19 +37,30 @@ function preferenceApplied(respondAsync: boolean, waitMs: number | undefined): s
   return wait === undefined ? 'respond-async' : `respond-async, ${wait}`;
 }
 
+/** The route template of {@link servicesRouter}: also the `route` label of its requests on the fast path. */
+export const SERVICES_ROUTE = '/v1/services/:service{/*path}';
+
 /**
  * `ANY /v1/services/:service/*path`: forwards the request through RabbitMQ. Sync by default (waits
  * for the reply); with `Prefer: respond-async` a persistent job answered 202 once the broker
  * confirmed it. An `Idempotency-Key` makes a repeat return the original answer without publishing.
  * This route parses HTTP and writes views; the submission layer does the rest.
  */
-export function servicesRouter(deps: ServicesRouteDeps): Router {
+export function servicesRouter(handle: ServicesHandler): Router {
   const router = Router();
+  router.all(SERVICES_ROUTE, (req, res) => handle(req, res, req.params.service!));
+  return router;
+}
+
+/** What a services request with this (decoded) service name runs; rejects with the request's {@link GatewayError}. */
+export type ServicesHandler = (req: Request, res: Response, service: string) => Promise<void>;
+
+/** The route's handler, for the router above and for the sync hot path that calls it directly (enqueuer/http/fast-path.ts). */
+export function servicesHandler(deps: ServicesRouteDeps): ServicesHandler {
   const { config, guard, submitter } = deps;
   const maxDelay = maxDelayMs(deps.topology);
 
-  router.all('/v1/services/:service{/*path}', async (req, res) => {
-    const service = req.params.service!;
+  return async (req, res, service) => {
     guard.authorizeService(req.principal, service);
     // Own properties only: `constructor`, `__proto__` or `toString` are not services.
     const svc = Object.hasOwn(config.services, service) ? config.services[service] : undefined;
@@ -94,9 +105,7 @@ export function servicesRouter(deps: ServicesRouteDeps): Router {
     if (!('kind' in answer)) sendReply(res, answer);
     else if (answer.kind === 'finished') sendJobReply(res, answer.reply);
     else sendAccepted(res, answer.job);
-  });
-
-  return router;
+  };
 }
 
 const forwardedAnswer = {

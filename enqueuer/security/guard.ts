@@ -96,6 +96,12 @@ export class Guard {
     return p;
   }
 
+  /** True when a rate limit applies to the principal's requests (tenant or client bucket): only then is {@link takeRateLimit} needed. */
+  isRateLimited(principal: Principal): boolean {
+    const p = this.#policiesFor(principal.tenant);
+    return p.tenant !== undefined || p.client !== undefined;
+  }
+
   /**
    * Takes one token from the tenant's bucket and, where configured, from the key's bucket within the
    * tenant. Returns the headers to send; throws 429 (with `retryAfterS`) when a bucket is empty —
