@@ -41,11 +41,18 @@ export class EnqueuerBroker implements ConnectionSource {
   constructor(o: EnqueuerBrokerOptions) {
     const { settings, metrics, logger } = o;
     this.#common = { url: settings.rabbitmqUrl, heartbeatS: settings.heartbeatS, writeBatching: settings.writeBatching, logger, ...(settings.tls ? { tls: settings.tls } : {}) };
+    // Counter children by (kind, outcome), resolved once: `inc({ kind, outcome })` hashes its labels per publish.
+    const published = new Map<string, { inc(): void }>();
     this.replies = new ReplyRouter({
       ...o.replies,
       isBlocked: () => this.main.blocked,
       logger,
-      onPublish: (outcome, kind) => metrics.publishes.inc({ kind, outcome }),
+      onPublish: (outcome, kind) => {
+        const key = `${kind} ${outcome}`;
+        let child = published.get(key);
+        if (!child) published.set(key, (child = metrics.publishes.labels({ kind, outcome })));
+        child.inc();
+      },
       onLateReply: () => metrics.lateReplies.inc(),
       onConfirmTimeout: () => this.main.markSuspect(),
     });
