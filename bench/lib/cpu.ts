@@ -123,64 +123,63 @@ export type CpuPerOp = Partial<Record<CpuRole, number>>;
 /** Read and write system calls per operation per role over a measured window. */
 export type SyscallsPerOp = Partial<Record<CpuRole, { reads: number; writes: number }>>;
 
+type RoleProcesses = Partial<Record<CpuRole, number | number[]>>;
+
 /**
- * Starts counting read/write system calls (socket reads and writes are most of them): call the
- * returned function with the operations completed. Deterministic where CPU time is noisy, so a
- * change that batches writes shows in it at once.
+ * The growth of per-process counters over a window, per role and per operation: call the returned
+ * function when the window ended, with the operations completed. A role with several processes (two
+ * dequeuers) is given as a list of pids, summed; a role with a process that cannot be read is left out.
  */
-export function startSyscallWindow(roles: Partial<Record<CpuRole, number | number[]>>): (operations: number) => SyscallsPerOp {
+function startCounterWindow(roles: RoleProcesses, read: (pid: number) => number[] | undefined): (operations: number) => Partial<Record<CpuRole, number[]>> {
   const pidsOf = (v: number | number[] | undefined): number[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-  const before = new Map<number, { reads: number; writes: number } | undefined>();
-  for (const role of CPU_ROLES) for (const pid of pidsOf(roles[role])) before.set(pid, syscallCounts(pid));
+  const before = new Map<number, number[] | undefined>();
+  for (const role of CPU_ROLES) for (const pid of pidsOf(roles[role])) before.set(pid, read(pid));
   return (operations) => {
-    const out: SyscallsPerOp = {};
+    const out: Partial<Record<CpuRole, number[]>> = {};
     if (!(operations > 0)) return out;
     for (const role of CPU_ROLES) {
       const pids = pidsOf(roles[role]);
-      if (pids.length === 0) continue;
-      let reads = 0;
-      let writes = 0;
-      let known = true;
+      let sum: number[] | undefined;
       for (const pid of pids) {
         const a = before.get(pid);
-        const b = syscallCounts(pid);
-        if (a === undefined || b === undefined) known = false;
-        else {
-          reads += b.reads - a.reads;
-          writes += b.writes - a.writes;
+        const b = read(pid);
+        if (a === undefined || b === undefined) {
+          sum = undefined;
+          break;
         }
+        sum = b.map((v, i) => v - a[i]! + (sum?.[i] ?? 0));
       }
-      if (known) out[role] = { reads: reads / operations, writes: writes / operations };
+      if (sum) out[role] = sum.map((v) => v / operations);
     }
     return out;
   };
 }
 
 /**
- * Starts measuring: call the returned function when the run ended, with the operations it
- * completed; it returns CPU µs per operation per role. A role with several processes (two
- * dequeuers) is given as a list of pids, summed.
+ * Starts counting read/write system calls (socket reads and writes are most of them), per role and
+ * operation. Deterministic where CPU time is noisy, so a change that batches writes shows in it at once.
  */
-export function startCpuWindow(roles: Partial<Record<CpuRole, number | number[]>>): (operations: number) => CpuPerOp {
-  const pidsOf = (v: number | number[] | undefined): number[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-  const before = new Map<number, number | undefined>();
-  for (const role of CPU_ROLES) for (const pid of pidsOf(roles[role])) before.set(pid, cpuSeconds(pid));
+export function startSyscallWindow(roles: RoleProcesses): (operations: number) => SyscallsPerOp {
+  const end = startCounterWindow(roles, (pid) => {
+    const c = syscallCounts(pid);
+    return c && [c.writes, c.reads];
+  });
+  return (operations) => {
+    const out: SyscallsPerOp = {};
+    for (const [role, [writes, reads]] of Object.entries(end(operations)) as Array<[CpuRole, number[]]>) out[role] = { writes: writes!, reads: reads! };
+    return out;
+  };
+}
+
+/** Starts measuring CPU (user + system) µs per operation per role ({@link startCounterWindow}). */
+export function startCpuWindow(roles: RoleProcesses): (operations: number) => CpuPerOp {
+  const end = startCounterWindow(roles, (pid) => {
+    const s = cpuSeconds(pid);
+    return s === undefined ? undefined : [s * 1e6];
+  });
   return (operations) => {
     const out: CpuPerOp = {};
-    if (!(operations > 0)) return out;
-    for (const role of CPU_ROLES) {
-      const pids = pidsOf(roles[role]);
-      if (pids.length === 0) continue;
-      let used = 0;
-      let known = true;
-      for (const pid of pids) {
-        const a = before.get(pid);
-        const b = cpuSeconds(pid);
-        if (a === undefined || b === undefined) known = false;
-        else used += b - a;
-      }
-      if (known) out[role] = (used * 1e6) / operations;
-    }
+    for (const [role, [us]] of Object.entries(end(operations)) as Array<[CpuRole, number[]]>) out[role] = us!;
     return out;
   };
 }
