@@ -151,6 +151,8 @@ const baseEnv: NodeJS.ProcessEnv = {
   HOST: '127.0.0.1',
   LOG_LEVEL: 'warn',
 };
+// BENCH_GATEWAY_NODE_FLAGS: extra node flags for the enqueuer and dequeuer processes only (e.g. a GC setting to compare).
+const gatewayFlags = (process.env.BENCH_GATEWAY_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const profFlags = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
 const serviceUrl = `http://127.0.0.1:${enqueuerPort}/v1/services/echo/echo`;
 const serviceUrl2 = `http://127.0.0.1:${enqueuerPorts[1]}/v1/services/echo/echo`;
@@ -169,7 +171,7 @@ let bullmqControl: BullmqControl | undefined;
 
 async function startEnqueuer(i: 0 | 1 = 0): Promise<void> {
   if (enqueuers[i]) return;
-  const child = group.spawnNode(`enqueuer-${i + 1}`, join(ROOT, 'enqueuer/main.ts'), { ...baseEnv, PORT: String(enqueuerPorts[i]) }, profFlags);
+  const child = group.spawnNode(`enqueuer-${i + 1}`, join(ROOT, 'enqueuer/main.ts'), { ...baseEnv, PORT: String(enqueuerPorts[i]) }, [...gatewayFlags, ...profFlags]);
   await waitHttpOk(`http://127.0.0.1:${enqueuerPorts[i]}/readyz`, 60_000, child);
   enqueuers[i] = child;
 }
@@ -195,7 +197,7 @@ async function measured(roles: RoleMap, work: () => Promise<RunResult>): Promise
 }
 async function startDequeuer(i: 0 | 1): Promise<void> {
   if (dequeuers[i]) return;
-  const child = group.spawnNode(`dequeuer-${i + 1}`, join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[i]) }, profFlags);
+  const child = group.spawnNode(`dequeuer-${i + 1}`, join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[i]) }, [...gatewayFlags, ...profFlags]);
   await waitHttpOk(`http://127.0.0.1:${dequeuerPorts[i]}/readyz`, 60_000, child);
   dequeuers[i] = child;
 }
@@ -680,7 +682,7 @@ async function drainRun(count: number): Promise<RunResult> {
     headers: { ...jsonHeaders, prefer: 'respond-async' }, body: PAYLOAD_1KIB, expectStatus: 202,
   });
   const queued = (await queueState(url, queue)).messages;
-  const child = group.spawnNode('dequeuer-1', join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[0]) }, profFlags);
+  const child = group.spawnNode('dequeuer-1', join(ROOT, 'dequeuer/main.ts'), { ...baseEnv, PORT: String(dequeuerPorts[0]) }, [...gatewayFlags, ...profFlags]);
   dequeuers[0] = child;
   // The clock starts when the dequeuer's consumer appears, so its process start-up is not counted.
   const untilMs = Date.now() + S.drainMaxS * 1000;

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 
 /** A child process the bench started; only these are ever signalled. */
@@ -32,6 +33,15 @@ export class ProcessGroup {
     };
     proc.stdout!.on('data', keep);
     proc.stderr!.on('data', keep);
+    // BENCH_CHILD_LOG_DIR: every child's whole output also goes to <dir>/<name>.log (e.g. for --trace-gc).
+    const logDir = process.env.BENCH_CHILD_LOG_DIR;
+    if (logDir) {
+      mkdirSync(logDir, { recursive: true });
+      const log = createWriteStream(join(logDir, `${name}.log`), { flags: 'a' });
+      proc.stdout!.pipe(log, { end: false });
+      proc.stderr!.pipe(log, { end: false });
+      proc.once('close', () => log.end());
+    }
     const exited = new Promise<number | string | null>((resolve) => proc.once('exit', (code, signal) => resolve(signal ?? code)));
     const child: Child = { name, pid: proc.pid, process: proc, tail: () => lines.join('\n'), exited };
     this.#children.add(child);
